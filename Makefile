@@ -1,0 +1,38 @@
+# edgeline: `make demo` runs the pipeline on built-in data, `make test` runs the tests.
+# Both create .venv on first use and reuse it afterwards (TensorFlow is large: install once).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.edgeline-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24" setuptools wheel
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/edgeline run configs/demo.yaml
+
+# The whole suite, slow integration tests included (what CI runs).
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast unit tests alone, for the edit-run loop.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf runs benchmarks/_work .pytest_cache

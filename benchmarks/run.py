@@ -1,0 +1,88 @@
+"""`make bench`: every stage's side-by-side benchmark, collected into benchmarks/RESULTS.md.
+
+Each ``benchmarks/bench_<part>.py`` exposes ``run(workdir: Path) -> list[dict]`` returning
+rows with the keys of :data:`COLUMNS`. A figure and its baseline are measured in the same
+script, on the same machine, one after the other, and compared as a ratio: timing targets
+live here, never as assertions in tests.
+
+    python -m benchmarks.run              # all parts
+    python -m benchmarks.run ingest rl    # some parts
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import edgeline  # noqa: F401
+
+HERE = Path(__file__).parent
+PARTS = ("ingest", "train", "evaluate", "rl", "compress", "export")
+COLUMNS = ("part", "figure", "value", "baseline", "baseline_value", "ratio", "target", "met",
+           "note")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    return "" if value is None else str(value)
+
+
+def write_results(rows: list[dict], path: Path, seconds: float) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `make bench` on {time.strftime('%Y-%m-%d')}, "
+        f"{platform.machine()} with {__import__('os').cpu_count()} CPU cores, "
+        f"Python {platform.python_version()}, in {seconds / 60:.1f} minutes. "
+        "Each figure is measured side by side with its baseline in the same script.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    parts = argv or list(PARTS)
+    workdir = HERE / "_work"
+    workdir.mkdir(exist_ok=True)
+    results_json = workdir / "results.json"
+    previous = json.loads(results_json.read_text()) if results_json.exists() else {}
+    started = time.time()
+    failed = []
+    for part in parts:
+        name = f"benchmarks.bench_{part}"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            print(f"[bench] {part}: no benchmark yet", file=sys.stderr)
+            continue
+        print(f"[bench] {part}: running", file=sys.stderr, flush=True)
+        try:
+            rows = module.run(workdir / part)
+        except Exception:
+            traceback.print_exc()
+            failed.append(part)
+            continue
+        for row in rows:
+            row.setdefault("part", part)
+        previous[part] = rows
+        results_json.write_text(json.dumps(previous, indent=2))
+    rows = [row for part in PARTS for row in previous.get(part, [])]
+    write_results(rows, HERE / "RESULTS.md", time.time() - started)
+    print(f"[bench] wrote {HERE / 'RESULTS.md'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""The stages: one subpackage each, a pure core (``run``) plus a thin CLI binding."""

@@ -1,0 +1,5 @@
+import sys
+
+from edgeline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""The one entry point, ``edgeline``.
+
+Each stage ships its own subcommands in ``edgeline/components/<stage>/cli.py`` (a
+``register(subparsers)`` function) and its pipeline binding in ``.../<stage>/stage.py`` (a
+``STAGES`` tuple). Both are imported lazily so that ``edgeline --help`` does not pay for
+importing TensorFlow.
+
+Exit codes: 0 success, 2 bad input or config (one line naming the problem), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+import time
+
+import edgeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TF)
+
+COMPONENTS = ("ingest", "train", "rl", "evaluate", "compress", "export")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), as the contract asks."""
+
+    def error(self, message: str) -> None:  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _component_module(component: str, module: str):
+    name = f"edgeline.components.{component}.{module}"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+def stage_registry():
+    """Every stage the installed components provide, registered with the runner."""
+    from edgeline.pipeline.stage import StageRegistry
+
+    registry = StageRegistry()
+    for component in COMPONENTS:
+        module = _component_module(component, "stage")
+        for stage in getattr(module, "STAGES", ()) if module else ():
+            registry.register(stage)
+    return registry
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgeline.pipeline.config import load_pipeline_config
+    from edgeline.pipeline.runner import run_pipeline
+
+    registry = stage_registry()
+    config = load_pipeline_config(args.config, registry.options_types(), args.set)
+    started = time.time()
+    outcome = run_pipeline(
+        config,
+        registry,
+        only=args.only or (),
+        start=args.start,
+        force=args.force,
+        runs_dir=args.runs_dir,
+    )
+    built = sum(not s.cached for s in outcome.steps)
+    cached = sum(s.cached for s in outcome.steps)
+    print(
+        f"run {outcome.run_id}: {built} step(s) built, {cached} cached, "
+        f"{time.time() - started:.1f}s"
+    )
+    for step in outcome.steps:
+        if step.artifact is not None:
+            print(f"  {step.step:<20} {step.artifact.type:<10} {step.artifact.uri}")
+    print(f"details: edgeline runs show {outcome.run_id} --runs-dir {outcome.runs_dir}")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from edgeline.pipeline.errors import UserError
+    from edgeline.pipeline.store import RunStore
+
+    import os
+
+    if not os.path.isdir(args.runs_dir):
+        raise UserError(f"no runs directory at {args.runs_dir!r} (pass --runs-dir)")
+    store = RunStore(args.runs_dir)
+    try:
+        if args.action == "list":
+            runs = store.list_runs()
+            if args.json:
+                print(json.dumps(runs, indent=2))
+            for run in [] if args.json else runs:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started"]))
+                print(f"{run['id']}  {run['pipeline']:<24} {run['status']:<9} {when}")
+            return 0
+        run_id = store.resolve_run(args.run)
+        info = store.show_run(run_id)
+        if args.json:
+            print(json.dumps(info, indent=2, default=str))
+            return 0
+        print(f"run {info['id']} ({info['pipeline']}): {info['status']}")
+        print(f"config: {info['config']}")
+        for ex in info["executions"]:
+            how = "cached" if ex["cached"] else ex["status"]
+            secs = f"{ex['seconds']:.1f}s" if ex["seconds"] is not None else ""
+            print(f"  {ex['step']:<20} {ex['stage']:<9} {how:<9} {secs:>8}")
+            if ex["error"]:
+                print(f"      error: {ex['error']}")
+        for art in info["artifacts"]:
+            print(f"  {art['step']:<20} {art['type']:<10} {art['path']}")
+            for key, value in sorted(art["metrics"].items()):
+                if isinstance(value, int | float | str):
+                    print(f"      {key}: {value}")
+        return 0
+    finally:
+        store.close()
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from edgeline.models import registry
+
+    for name in registry.names():
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edgeline",
+        description=(
+            "From raw data to a phone: ingest (Beam) -> train (Keras, tf-agents) -> "
+            "evaluate -> compress (TF-MOT) -> export (TFLite). Run a whole pipeline with "
+            "'edgeline run CONFIG', or any stage alone with its own command."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=edgeline.__version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser(
+        "run",
+        help="run a pipeline config end to end (cached steps are skipped)",
+        description=(
+            "Run the steps of a pipeline config in order. A step whose fingerprint (its "
+            "options, its inputs' fingerprints, the seed and the edgeline version) is "
+            "already published is a cache hit and does no work."
+        ),
+    )
+    run.add_argument("config", help="a pipeline YAML file, e.g. configs/demo.yaml")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=3 (repeatable)",
+    )
+    run.add_argument(
+        "--only", action="append", metavar="STEP",
+        help="run only this step or stage (repeatable); its inputs must be published",
+    )
+    run.add_argument("--from", dest="start", metavar="STEP",
+                     help="run this step or stage and everything after it")
+    run.add_argument("--force", action="store_true",
+                     help="rebuild the selected steps even when cached")
+    run.add_argument("--runs-dir", help="where artifacts and lineage go (default: the "
+                     "config's runs_dir)")
+    run.set_defaults(func=_cmd_run)
+
+    runs = sub.add_parser("runs", help="list runs, or show one run's artifacts and lineage")
+    runs.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    runs.add_argument("run", nargs="?", help="a run id or unique prefix (default: latest)")
+    runs.add_argument("--runs-dir", default="runs", help="the runs directory (default: runs)")
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    runs.set_defaults(func=_cmd_runs)
+
+    models = sub.add_parser("models", help="the model registry")
+    models.add_argument("action", choices=("list",))
+    models.set_defaults(func=_cmd_models)
+
+    for component in COMPONENTS:
+        module = _component_module(component, "cli")
+        if module is not None:
+            module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgeline.pipeline.errors import StageFailed, UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"edgeline: error: {err}", file=sys.stderr)
+        return 2
+    except StageFailed as err:
+        print(f"edgeline: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgeline: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

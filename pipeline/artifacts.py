@@ -1,0 +1,168 @@
+"""Typed artifacts: a directory with a small ``artifact.json``, published atomically.
+
+As in TFX, stages meet only through artifacts. An artifact is content-addressed by its
+fingerprint (the step's resolved config + its inputs' fingerprints + the package version),
+so a second run of the same config finds it and skips the work. ``artifact.json`` also lists
+every file with its size and sha256, so a truncated or edited file in a published artifact is
+detected instead of silently used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import edgeline
+
+ARTIFACT_FILE = "artifact.json"
+
+
+@dataclasses.dataclass
+class Artifact:
+    """A published stage output. ``uri`` is its directory."""
+
+    uri: str
+    type: str
+    producer: str  # "<step>:<stage>"
+    fingerprint: str
+    inputs: dict[str, str]  # input step name -> fingerprint
+    properties: dict[str, Any]
+    metrics: dict[str, Any]
+    files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    created: float = 0.0
+    version: str = edgeline.__version__
+
+    @property
+    def path(self) -> Path:
+        return Path(self.uri)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def load(cls, uri: str | os.PathLike) -> Artifact:
+        with open(Path(uri) / ARTIFACT_FILE, encoding="utf-8") as f:
+            data = json.load(f)
+        data["uri"] = str(uri)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint(
+    stage: str,
+    options: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """sha256 over what determines a step's output (ARCHITECTURE.md, Artifacts)."""
+    payload = {
+        "stage": stage,
+        "options": options,
+        "inputs": dict(sorted(inputs.items())),
+        "extra": extra or {},
+        "version": edgeline.__version__,
+    }
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    """size and sha256 of every file below ``directory`` except artifact.json."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != ARTIFACT_FILE:
+            rel = path.relative_to(directory).as_posix()
+            files[rel] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+    return files
+
+
+def verify(artifact: Artifact) -> str | None:
+    """None when every listed file is present and intact, else what is wrong."""
+    root = artifact.path
+    for rel, info in artifact.files.items():
+        path = root / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != info["size"]:
+            return f"{rel} has {path.stat().st_size} bytes, expected {info['size']}"
+        if file_sha256(path) != info["sha256"]:
+            return f"{rel} does not match its sha256"
+    return None
+
+
+def staging_dir(final_dir: Path) -> Path:
+    """A fresh directory beside ``final_dir`` to write into before publication.
+
+    Beside, not in /tmp, so that the final rename stays on one file system and is atomic.
+    """
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final_dir.parent / f".{final_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def publish(
+    tmp_dir: Path,
+    final_dir: Path,
+    *,
+    type: str,
+    producer: str,
+    fingerprint: str,
+    inputs: Mapping[str, str],
+    properties: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+) -> Artifact:
+    """Write artifact.json into ``tmp_dir`` and rename it to ``final_dir`` in one step.
+
+    A reader sees either no artifact or a whole one: a crash before the rename leaves only a
+    hidden ``.tmp-`` directory, which :func:`sweep_stale` removes.
+    """
+    artifact = Artifact(
+        uri=str(final_dir),
+        type=type,
+        producer=producer,
+        fingerprint=fingerprint,
+        inputs=dict(inputs),
+        properties=json.loads(canonical_json(properties)),
+        metrics=json.loads(canonical_json(metrics)),
+        files=manifest(tmp_dir),
+        created=time.time(),
+    )
+    data = artifact.to_json()
+    data.pop("uri")
+    with open(tmp_dir / ARTIFACT_FILE, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    if final_dir.exists():
+        # A corrupted earlier copy that the runner decided to rebuild.
+        shutil.rmtree(final_dir)
+    os.rename(tmp_dir, final_dir)
+    return artifact
+
+
+def sweep_stale(directory: Path) -> None:
+    """Remove half-written ``.tmp-`` directories left by a killed run."""
+    if not directory.exists():
+        return
+    for path in directory.glob("*/.*.tmp-*"):
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,323 @@
+"""Strict configs: one YAML file per pipeline, validated before any work starts.
+
+A pipeline file looks like::
+
+    # Run: edgeline run configs/demo.yaml
+    name: demo
+    seed: 1234
+    deterministic: true
+    runs_dir: runs
+    steps:
+      images:                  # a step name, unique in the file
+        stage: ingest          # which stage runs it
+        inputs: []             # earlier steps whose artifacts it reads
+        format: imagenet       # ...the stage's own options
+        source: builtin:classification
+
+Every stage declares its options as a dataclass; :func:`parse_dataclass` checks the YAML
+against it (unknown key, wrong type, missing path) and raises :class:`ConfigError` with one
+line naming the key and the value received, as Keras does for its constructor arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from edgeline.pipeline.errors import ConfigError
+
+RESERVED_STEP_KEYS = ("stage", "inputs")
+
+
+class ExistingPath(str):
+    """A path that must exist when the config is loaded (relative to the config's folder
+    or the working directory)."""
+
+
+class OutputPath(str):
+    """A path the stage will write; its parent need not exist yet."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    name: str
+    stage: str
+    inputs: tuple[str, ...]
+    options: Any  # the stage's options dataclass instance
+    raw: dict  # the options as given, fully resolved (defaults filled in)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    seed: int
+    deterministic: bool
+    runs_dir: str
+    steps: tuple[StepConfig, ...]
+    source_path: str | None = None
+
+    def step(self, name: str) -> StepConfig:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise ConfigError(
+            f"unknown step '{name}'; the config has: {', '.join(s.name for s in self.steps)}"
+        )
+
+    def resolved(self) -> dict:
+        """The whole config with every default filled in, as saved with each run."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+            "runs_dir": self.runs_dir,
+            "steps": {
+                s.name: {"stage": s.stage, "inputs": list(s.inputs), **s.raw} for s in self.steps
+            },
+        }
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
+            tp.__name__, tp.__name__
+        )
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str, base_dir: Path | None) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it normalized."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where, base_dir)
+            except ConfigError as err:
+                errors.append(str(err))
+        allowed = " or ".join(_type_name(a) for a in args if a is not type(None))
+        raise ConfigError(f"{where}: expected {allowed}, received {value!r}")
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{where}: expected one of {choices}, received {value!r}")
+        return value
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, received {value!r}")
+        item_tp = args[0] if args else Any
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]", base_dir) for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, received {value!r}")
+        val_tp = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, val_tp, f"{where}.{k}", base_dir) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return parse_dataclass(tp, value, where, base_dir)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a boolean, received {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, received {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, received {value!r}")
+        return float(value)
+    if tp is ExistingPath:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a path, received {value!r}")
+        resolved = resolve_path(value, base_dir)
+        if not os.path.exists(resolved):
+            raise ConfigError(f"{where}: path does not exist: {value!r}")
+        return ExistingPath(resolved)
+    if tp in (str, OutputPath):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, received {value!r}")
+        return tp(value)
+    raise TypeError(f"{where}: unsupported annotation {tp!r}")  # a bug in a stage's dataclass
+
+
+def resolve_path(value: str, base_dir: Path | None) -> str:
+    """Paths in a config are relative to the working directory; ``../shared`` style paths
+    that only exist relative to the config's folder are accepted too."""
+    path = Path(os.path.expanduser(value))
+    if path.is_absolute() or path.exists() or base_dir is None:
+        return str(path)
+    beside_config = base_dir / path
+    return str(beside_config) if beside_config.exists() else str(path)
+
+
+def parse_dataclass(cls: type, data: Any, where: str, base_dir: Path | None = None) -> Any:
+    """Build ``cls`` from a mapping, refusing unknown keys and wrong types.
+
+    ``where`` is the dotted key path used in error messages (``train.epochs``).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, received {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"{where}.{key}: unknown key (received {data[key]!r}); "
+            f"known keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], f"{where}.{name}", base_dir)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}.{name}: required key is missing")
+    try:
+        instance = cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        # __post_init__ validation of a value's range ("Received: epochs=-1").
+        raise ConfigError(f"{where}: {err}") from None
+    return instance
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass (or nesting of them) as plain JSON-able data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, str):
+        return str(obj)
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.epochs=3`` -> (["train", "epochs"], 3). Values are read as YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, received {text!r}")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects a dotted key such as train.epochs, received {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    data = json.loads(json.dumps(data))  # a deep copy of plain YAML data
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] not in ("name", "seed", "deterministic", "runs_dir"):
+            steps = data.setdefault("steps", {})
+            if keys[0] not in steps:
+                raise ConfigError(
+                    f"--set {text}: no step named '{keys[0]}'; steps: {', '.join(steps)}"
+                )
+            node = steps
+        else:
+            node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text}: '{key}' is not a mapping")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_yaml(path: str) -> dict:
+    if not os.path.exists(path):
+        raise ConfigError(f"config file does not exist: {path!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, received {data!r}")
+    return data
+
+
+def load_pipeline_config(
+    path: str | None,
+    stage_options: Mapping[str, type],
+    overrides: list[str] = (),
+    data: dict | None = None,
+) -> PipelineConfig:
+    """Load and validate a pipeline file.
+
+    ``stage_options`` maps each known stage name to its options dataclass (the CLI passes
+    the registered stages in).
+    """
+    if data is None:
+        data = load_yaml(path)
+    data = apply_overrides(data, list(overrides))
+    base_dir = Path(path).resolve().parent if path else None
+    top_keys = {"name", "seed", "deterministic", "runs_dir", "steps"}
+    unknown = sorted(set(data) - top_keys)
+    if unknown:
+        raise ConfigError(
+            f"{unknown[0]}: unknown key (received {data[unknown[0]]!r}); "
+            f"known keys: {', '.join(sorted(top_keys))}"
+        )
+    name = _coerce(data.get("name", Path(path).stem if path else "pipeline"), str, "name", None)
+    seed = _coerce(data.get("seed", 0), int, "seed", None)
+    deterministic = _coerce(data.get("deterministic", False), bool, "deterministic", None)
+    runs_dir = _coerce(data.get("runs_dir", "runs"), str, "runs_dir", None)
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, Mapping) or not raw_steps:
+        raise ConfigError(f"steps: expected a mapping of step names, received {raw_steps!r}")
+    steps: list[StepConfig] = []
+    for step_name, body in raw_steps.items():
+        where = str(step_name)
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, received {body!r}")
+        stage = body.get("stage")
+        if stage not in stage_options:
+            raise ConfigError(
+                f"{where}.stage: unknown stage {stage!r}; known stages: "
+                f"{', '.join(sorted(stage_options))}"
+            )
+        inputs = _coerce(body.get("inputs", []), tuple[str, ...], f"{where}.inputs", None)
+        earlier = [s.name for s in steps]
+        for inp in inputs:
+            if inp not in earlier:
+                raise ConfigError(
+                    f"{where}.inputs: {inp!r} is not an earlier step; earlier steps: "
+                    f"{', '.join(earlier) or '(none)'}"
+                )
+        raw = {k: v for k, v in body.items() if k not in RESERVED_STEP_KEYS}
+        options = parse_dataclass(stage_options[stage], raw, where, base_dir)
+        steps.append(StepConfig(where, stage, inputs, options, to_plain(options)))
+    return PipelineConfig(
+        name=name,
+        seed=seed,
+        deterministic=deterministic,
+        runs_dir=runs_dir,
+        steps=tuple(steps),
+        source_path=str(path) if path else None,
+    )

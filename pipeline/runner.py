@@ -1,0 +1,170 @@
+"""The runner: chains the configured steps in order, with caching and lineage.
+
+For each step it computes the fingerprint (resolved options + input fingerprints + package
+version + seed), publishes into the store only what a stage wrote completely, and skips a step
+whose artifact is already published and intact. A failing step leaves every earlier artifact
+in place and is reported by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from edgeline.pipeline.artifacts import Artifact, fingerprint, publish, staging_dir
+from edgeline.pipeline.config import PipelineConfig
+from edgeline.pipeline.errors import ConfigError, StageFailed, UserError
+from edgeline.pipeline.stage import StageContext, StageRegistry
+from edgeline.pipeline.store import RunStore
+
+
+@dataclasses.dataclass
+class StepOutcome:
+    step: str
+    stage: str
+    artifact: Artifact | None
+    cached: bool
+    seconds: float
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    run_id: str
+    runs_dir: Path
+    steps: list[StepOutcome]
+
+    def artifact(self, step: str) -> Artifact:
+        for outcome in self.steps:
+            if outcome.step == step and outcome.artifact is not None:
+                return outcome.artifact
+        raise KeyError(step)
+
+
+def select_steps(
+    config: PipelineConfig, only: Iterable[str] = (), start: str | None = None
+) -> set[str]:
+    """Which steps to execute. ``only`` and ``start`` take step or stage names."""
+    names = [s.name for s in config.steps]
+    stages = {s.name: s.stage for s in config.steps}
+
+    def matches(token: str) -> list[str]:
+        found = [n for n in names if n == token or stages[n] == token]
+        if not found:
+            known = sorted(set(names) | set(stages.values()))
+            raise ConfigError(f"unknown step or stage {token!r}; known: {', '.join(known)}")
+        return found
+
+    selected = set(names)
+    if only:
+        selected = {n for token in only for n in matches(token)}
+    if start:
+        first = min(names.index(n) for n in matches(start))
+        selected &= set(names[first:])
+    return selected
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    registry: StageRegistry,
+    *,
+    only: Iterable[str] = (),
+    start: str | None = None,
+    force: bool = False,
+    runs_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Run the selected steps of ``config``.
+
+    Steps outside the selection are not executed, but a selected step still needs its
+    inputs: those must already be published (a cache hit), or the run says which to run.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    selected = select_steps(config, only, start)
+    store = RunStore(runs_dir or config.runs_dir)
+    run_id = store.start_run(config.name, config.source_path, config.resolved())
+    outcomes: list[StepOutcome] = []
+    published: dict[str, Artifact] = {}
+    total = len(config.steps)
+    try:
+        for index, step in enumerate(config.steps, start=1):
+            stage = registry.get(step.stage)
+            inputs = {}
+            for name in step.inputs:
+                if name not in published:
+                    raise UserError(
+                        f"step '{step.name}' needs the artifact of '{name}', which is not "
+                        f"published yet; run '{name}' first (drop --only/--from)"
+                    )
+                inputs[name] = published[name]
+            input_fps = {name: a.fingerprint for name, a in inputs.items()}
+            extra = {"seed": config.seed, "deterministic": config.deterministic}
+            if stage.external_fingerprint is not None:
+                extra["external"] = stage.external_fingerprint(step.options)
+            fp = fingerprint(stage.name, step.raw, input_fps, extra)
+            prefix = f"[{index}/{total}] {step.name} ({stage.name})"
+            existing, problem = store.find(stage.name, fp)
+            if step.name not in selected and existing is None:
+                # Not asked for and never built: a later selected step that needs it
+                # stops with a clear message above.
+                continue
+            if existing is not None and (step.name not in selected or not force):
+                log(f"{prefix}: cached ({existing.uri})")
+                ex = store.start_execution(run_id, step.name, stage.name)
+                store.finish_execution(ex, "cached", cached=True, inputs=input_fps, output=fp)
+                published[step.name] = existing
+                outcomes.append(StepOutcome(step.name, stage.name, existing, True, 0.0))
+                continue
+            if problem:
+                log(f"{prefix}: published artifact is damaged ({problem}); rebuilding")
+            log(f"{prefix}: running")
+            ex = store.start_execution(run_id, step.name, stage.name)
+            final_dir = store.artifact_dir(stage.name, fp)
+            tmp = staging_dir(final_dir)
+            started = time.time()
+            context = StageContext(
+                step=step.name,
+                options=step.options,
+                inputs=inputs,
+                output_dir=tmp,
+                seed=config.seed,
+                deterministic=config.deterministic,
+                cache_dir=store.cache_dir,
+            )
+            try:
+                result = stage.run(context)
+            except BaseException as err:
+                shutil.rmtree(tmp, ignore_errors=True)
+                message = f"{type(err).__name__}: {err}"
+                store.finish_execution(ex, "failed", inputs=input_fps, error=message)
+                if isinstance(err, UserError | KeyboardInterrupt):
+                    raise
+                traceback.print_exc(file=sys.stderr)
+                raise StageFailed(step.name, err) from err
+            artifact = publish(
+                tmp,
+                final_dir,
+                type=stage.artifact_type,
+                producer=f"{step.name}:{stage.name}",
+                fingerprint=fp,
+                inputs=input_fps,
+                properties=result.properties,
+                metrics=result.metrics,
+            )
+            store.record_artifact(artifact)
+            seconds = time.time() - started
+            store.finish_execution(ex, "complete", inputs=input_fps, output=fp)
+            published[step.name] = artifact
+            outcomes.append(StepOutcome(step.name, stage.name, artifact, False, seconds))
+            log(f"{prefix}: done in {seconds:.1f}s -> {artifact.uri}")
+        store.finish_run(run_id, "complete")
+    except BaseException as err:
+        store.finish_run(run_id, "failed", f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        store.close()
+    return RunOutcome(run_id, Path(store.root), outcomes)
