@@ -77,10 +77,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
+    import os
+
     from edgeline.pipeline.errors import UserError
     from edgeline.pipeline.store import RunStore
-
-    import os
 
     if not os.path.isdir(args.runs_dir):
         raise UserError(f"no runs directory at {args.runs_dir!r} (pass --runs-dir)")
