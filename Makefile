@@ -32,7 +32,7 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports
+	$(PY) tools/lint_imports.py
 
 clean:
 	rm -rf runs benchmarks/_work .pytest_cache

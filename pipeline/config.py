@@ -102,14 +102,14 @@ def _coerce(value: Any, tp: Any, where: str, base_dir: Path | None) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        arms = [arg for arg in args if arg is not type(None)]
+        if len(arms) == 1:  # Optional[X]: X's own message is the clearest
+            return _coerce(value, arms[0], where, base_dir)
+        for arg in arms:
             try:
                 return _coerce(value, arg, where, base_dir)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                continue
         allowed = " or ".join(_type_name(a) for a in args if a is not type(None))
         raise ConfigError(f"{where}: expected {allowed}, received {value!r}")
     if origin is Literal:

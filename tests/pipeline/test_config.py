@@ -1,0 +1,118 @@
+"""Strict configs: unknown keys, wrong types and missing paths are one clear error."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import pytest
+
+from edgeline.pipeline.config import (
+    ExistingPath,
+    apply_overrides,
+    load_pipeline_config,
+    parse_dataclass,
+)
+from edgeline.pipeline.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    name: Literal["cosine", "step"] = "cosine"
+    warmup_epochs: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    epochs: int = 1
+    learning_rate: float = 0.1
+    source: ExistingPath | None = None
+    tags: tuple[str, ...] = ()
+    schedule: Schedule = dataclasses.field(default_factory=Schedule)
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"Received: epochs={self.epochs}; epochs must be >= 1")
+
+
+STAGES = {"toy": Options}
+
+
+def _pipeline(**step):
+    return {"name": "t", "seed": 3, "steps": {"train": {"stage": "toy", **step}}}
+
+
+def test_defaults_fill_in_and_resolved_config_lists_them():
+    config = load_pipeline_config(None, STAGES, data=_pipeline(epochs=2))
+    step = config.step("train")
+    assert step.options == Options(epochs=2)
+    assert config.resolved()["steps"]["train"]["schedule"] == {"name": "cosine", "warmup_epochs": 0}
+    assert config.seed == 3 and config.deterministic is False
+
+
+@pytest.mark.parametrize(
+    "step, message",
+    [
+        ({"epocs": 2}, "train.epocs: unknown key (received 2)"),
+        ({"epochs": "3x"}, "train.epochs: expected an integer, received '3x'"),
+        ({"epochs": True}, "train.epochs: expected an integer, received True"),
+        ({"epochs": 0}, "Received: epochs=0"),
+        ({"learning_rate": "fast"}, "train.learning_rate: expected a number, received 'fast'"),
+        ({"source": "/no/such/dir"}, "train.source: path does not exist: '/no/such/dir'"),
+        ({"schedule": {"name": "linear"}}, "train.schedule.name: expected one of"),
+        ({"schedule": {"warmup": 1}}, "train.schedule.warmup: unknown key"),
+        ({"tags": "a"}, "train.tags: expected a list, received 'a'"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_value(step, message):
+    with pytest.raises(ConfigError) as err:
+        load_pipeline_config(None, STAGES, data=_pipeline(**step))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_top_level_key_and_stage_and_input():
+    with pytest.raises(ConfigError, match="^sed: unknown key"):
+        load_pipeline_config(None, STAGES, data={"sed": 1, "steps": {}})
+    with pytest.raises(ConfigError, match="unknown stage 'tran'; known stages: toy"):
+        load_pipeline_config(None, STAGES, data={"steps": {"a": {"stage": "tran"}}})
+    with pytest.raises(ConfigError, match="'later' is not an earlier step"):
+        load_pipeline_config(
+            None, STAGES, data={"steps": {"a": {"stage": "toy", "inputs": ["later"]},
+                                          "later": {"stage": "toy"}}}
+        )
+
+
+def test_overrides_reach_steps_and_top_level_keys():
+    data = apply_overrides(_pipeline(), ["train.epochs=5", "train.schedule.name=step", "seed=9"])
+    config = load_pipeline_config(None, STAGES, data=data)
+    assert config.step("train").options.epochs == 5
+    assert config.step("train").options.schedule.name == "step"
+    assert config.seed == 9
+    with pytest.raises(ConfigError, match="no step named 'trian'"):
+        apply_overrides(_pipeline(), ["trian.epochs=5"])
+    with pytest.raises(ConfigError, match="expects key=value"):
+        apply_overrides(_pipeline(), ["train.epochs"])
+
+
+def test_existing_path_resolves_relative_to_the_config_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    config_file = tmp_path / "configs" / "p.yaml"
+    config_file.parent.mkdir()
+    config_file.write_text("steps:\n  train:\n    stage: toy\n    source: ../data\n")
+    config = load_pipeline_config(str(config_file), STAGES)
+    assert config.step("train").options.source == str(config_file.parent / "../data")
+
+
+def test_parse_dataclass_rejects_non_mapping():
+    with pytest.raises(ConfigError, match="x: expected a mapping, received 3"):
+        parse_dataclass(Options, 3, "x")
+
+
+def test_invalid_yaml_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_pipeline_config(str(bad), STAGES)
+    with pytest.raises(ConfigError, match="config file does not exist"):
+        load_pipeline_config(str(tmp_path / "missing.yaml"), STAGES)
