@@ -1,0 +1,284 @@
+"""Inputs: bad ones are one clear line and exit code 2 (acceptance 5); odd but valid ones
+(empty detections, missing 'area'/'iscrowd'/'info', annotation id 0, detections inside a COCO
+file) give pycocotools' numbers on the normalized data."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from edgeline.cli import main
+from edgeline.components.evaluate.coco import SUMMARY_NAMES, evaluate_detections
+from edgeline.components.evaluate.coco_inputs import load_detections
+from edgeline.pipeline.errors import UserError
+
+
+def _write(folder, name, content) -> str:
+    path = folder / name
+    path.write_text(json.dumps(content) if not isinstance(content, str) else content)
+    return str(path)
+
+
+def _run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main(["coco-eval", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _broken_detections(detections: list, index: int, **changes) -> list:
+    broken = copy.deepcopy(detections)
+    broken[index].update(changes)
+    return broken
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image_id": 999}, "detection #4 has image_id=999, which is not in the ground truth's "
+                            "images"),
+        ({"category_id": 77}, "detection #4 (image_id=2) has category_id=77, which is not in the "
+                              "ground truth's categories"),
+        ({"bbox": [10, 20, -5, 30]}, "detection #4 (image_id=2) bbox has a negative width or "
+                                     "height; received [10, 20, -5, 30]"),
+        ({"score": float("nan")}, "detection #4 (image_id=2) has score nan; a score must be a "
+                                  "finite number"),
+        ({"score": None}, "has score None; a score must be a finite number"),
+        ({"bbox": [1, 2, 3]}, "detection #4 (image_id=2) bbox must be [x, y, width, height]; "
+                              "received [1, 2, 3]"),
+    ],
+    ids=["unknown-image", "unknown-category", "negative-width", "nan-score", "null-score",
+         "short-box"],
+)
+def test_bad_detections_exit_2_with_one_line(tmp_path, capsys, small_set, change, message):
+    """Acceptance 5: each bad input named in one line on stderr, exit code 2, no traceback."""
+    ground_truth, detections = small_set
+    assert detections[4]["image_id"] == 2
+    gt_path = _write(tmp_path, "gt.json", ground_truth)
+    dt_path = _write(tmp_path, "dt.json", _broken_detections(detections, 4, **change))
+
+    code, out, err = _run_cli(capsys, gt_path, dt_path)
+
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("edgeline: error: ")
+    assert message in err
+
+
+def test_empty_detection_list_is_all_zeros(tmp_path, capsys, small_set, reference_on_dicts):
+    """Acceptance 5: valid, every object missed; -1 only where pycocotools has -1 (an area
+    range without ground truth)."""
+    ground_truth, _ = small_set
+    code, out, err = _run_cli(capsys, _write(tmp_path, "gt.json", ground_truth),
+                              _write(tmp_path, "dt.json", []), "--json")
+
+    assert code == 0, err
+    summary = json.loads(out)["summary"]
+    reference = reference_on_dicts(ground_truth, [], "bbox")
+    assert [summary[name] for name in SUMMARY_NAMES] == reference.stats.tolist()
+    assert {value for value in summary.values()} == {0.0, -1.0}
+    assert summary["AP"] == 0.0 and summary["AR100"] == 0.0
+    assert all(row["ap"] in (0.0, None) for row in json.loads(out)["per_category_ap"])
+
+
+@pytest.mark.parametrize(
+    "ground_truth_text, detections_text, message",
+    [
+        (None, "[]", "ground truth file not found"),
+        ("{not json", "[]", "is not valid JSON"),
+        ("[1, 2]", "[]", "must hold a JSON object with 'images', 'annotations' and "
+                         "'categories'; received a list"),
+        ('{"images": [], "categories": []}', "[]", "ground truth has no 'annotations' list"),
+        ("GT", '{"images": []}', "is a JSON object without 'annotations'"),
+        ("GT", '"detections"', "must hold a JSON list of detections; received a str"),
+        ("GT", '[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}]',
+         "detection #0 (image_id=1) has no 'score'"),
+    ],
+    ids=["missing-file", "malformed-json", "gt-not-object", "gt-no-annotations",
+         "dt-object-without-annotations", "dt-not-list", "dt-no-score"],
+)
+def test_bad_files_exit_2_with_one_line(tmp_path, capsys, small_set, ground_truth_text,
+                                        detections_text, message):
+    ground_truth, _ = small_set
+    if ground_truth_text == "GT":
+        ground_truth_text = json.dumps(ground_truth)
+    gt_path = (_write(tmp_path, "gt.json", ground_truth_text) if ground_truth_text is not None
+               else str(tmp_path / "missing.json"))
+    code, out, err = _run_cli(capsys, gt_path, _write(tmp_path, "dt.json", detections_text))
+
+    assert code == 2
+    assert err.count("\n") == 1 and message in err
+
+
+def test_unknown_iou_type_is_a_usage_error(tmp_path, capsys, small_set):
+    ground_truth, detections = small_set
+    with pytest.raises(SystemExit) as exit_info:
+        main(["coco-eval", _write(tmp_path, "gt.json", ground_truth),
+              _write(tmp_path, "dt.json", detections), "--iou-type", "keypoints"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(UserError, match="Received: iou_type='keypoints'"):
+        evaluate_detections(ground_truth, detections, iou_type="keypoints")
+
+
+def _ground_truth_error(ground_truth: dict, iou_type: str = "bbox") -> str:
+    with pytest.raises(UserError) as error_info:
+        evaluate_detections(ground_truth, [], iou_type=iou_type)
+    message = str(error_info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_ground_truth_is_named(small_set, coco_data):
+    ground_truth, _ = small_set
+    broken = copy.deepcopy(ground_truth)
+    broken["annotations"][2]["bbox"][3] = -1
+    assert "ground truth annotation id=3 bbox has a negative width or height" in (
+        _ground_truth_error(broken))
+
+    broken = copy.deepcopy(ground_truth)
+    broken["annotations"][5]["id"] = broken["annotations"][1]["id"]
+    assert "ground truth annotation id=2 appears more than once" in _ground_truth_error(broken)
+
+    broken = copy.deepcopy(ground_truth)
+    broken["annotations"][0]["image_id"] = 42
+    assert "has image_id=42, which is not in the ground truth's images" in (
+        _ground_truth_error(broken))
+
+    broken = copy.deepcopy(ground_truth)
+    broken["annotations"][0]["category_id"] = 42
+    assert "has category_id=42, which is not in the ground truth's categories" in (
+        _ground_truth_error(broken))
+
+    # yfpeng's images are 0x0: its polygons cannot be rasterized for segm (pycocotools would
+    # rasterize them at 0x0 and score every mask as empty).
+    yfpeng = json.loads((coco_data / "yfpeng" / "gt.json").read_text())
+    assert "whose width x height is 0x0; segm evaluation of polygons needs the image size" in (
+        _ground_truth_error(yfpeng, iou_type="segm"))
+
+
+def test_missing_area_iscrowd_info_are_filled_as_documented(shared_data, reference_on_dicts):
+    """Without 'area' and 'iscrowd' (pycocotools: KeyError) the box area and 0 are used:
+    the same numbers as pycocotools on the file with those filled in. No 'info'/'licenses'
+    is fine for both."""
+    folder = shared_data / "voc100"
+    ground_truth = json.loads((folder / "instances.json").read_text())
+    detections = json.loads((folder / "detections.json").read_text())
+    stripped = copy.deepcopy(ground_truth)
+    for key in ("info", "licenses"):
+        stripped.pop(key)
+    for annotation in stripped["annotations"]:
+        annotation.pop("area")
+        annotation.pop("iscrowd")
+    normalized = copy.deepcopy(stripped)
+    for annotation in normalized["annotations"]:
+        annotation["area"] = annotation["bbox"][2] * annotation["bbox"][3]
+        annotation["iscrowd"] = 0
+
+    metrics = evaluate_detections(stripped, detections)
+
+    reference = reference_on_dicts(normalized, detections, "bbox")
+    np.testing.assert_allclose(list(metrics.summary.values()), reference.stats, atol=1e-9, rtol=0)
+
+
+def test_missing_area_for_segm_is_the_masks(small_set, reference_on_dicts):
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    ground_truth, detections = small_set
+    stripped = copy.deepcopy(ground_truth)
+    for annotation in stripped["annotations"]:
+        annotation.pop("area")
+    normalized = copy.deepcopy(stripped)
+    api = COCO()
+    api.dataset = copy.deepcopy(stripped)
+    api.createIndex()
+    for annotation in normalized["annotations"]:
+        annotation["area"] = float(mask_utils.area(api.annToRLE(annotation)))
+
+    metrics = evaluate_detections(stripped, detections, iou_type="segm")
+
+    reference = reference_on_dicts(normalized, detections, "segm")
+    np.testing.assert_allclose(list(metrics.summary.values()), reference.stats, atol=1e-9, rtol=0)
+
+
+def test_annotation_id_zero_is_evaluated_correctly(reference_on_dicts):
+    """pycocotools' matcher stores the matched ground truth's id and reads 0 as "unmatched",
+    so a perfect detection of annotation 0 counts as a false positive there. Annotations are
+    renumbered here, so ids 0.. score like ids 1.."""
+    ground_truth = {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 0, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50],
+                         "area": 2500, "iscrowd": 0}],
+    }
+    detections = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "score": 0.9}]
+    one_based = copy.deepcopy(ground_truth)
+    one_based["annotations"][0]["id"] = 1
+
+    metrics = evaluate_detections(ground_truth, detections)
+
+    assert metrics.summary["AP"] == 1.0
+    reference = reference_on_dicts(one_based, detections, "bbox")
+    # (pycocotools' precision has np.spacing(1) in its denominator: 0.9999999999999998)
+    np.testing.assert_allclose(list(metrics.summary.values()), reference.stats, atol=1e-9, rtol=0)
+
+
+def test_detections_inside_a_coco_file(tmp_path, small_set):
+    """The 'small' detections carry id/area/iscrowd, like a COCO annotations file: accepted
+    as a list or under 'annotations', the same numbers either way."""
+    ground_truth, detections = small_set
+    as_list = load_detections(_write(tmp_path, "list.json", detections))
+    as_coco = load_detections(_write(tmp_path, "coco.json", {
+        "images": ground_truth["images"], "categories": ground_truth["categories"],
+        "annotations": detections}))
+    assert as_list == as_coco == detections
+    assert evaluate_detections(ground_truth, as_coco).summary["AP"] == pytest.approx(
+        0.6947194719471946, abs=1e-12)
+
+
+def test_integral_float_ids_are_accepted(small_set, reference_on_dicts):
+    """JSON writers that emit 3.0 for 3: pycocotools' set lookups accept them, so do we."""
+    ground_truth, detections = small_set
+    floats = [dict(d, image_id=float(d["image_id"]), category_id=float(d["category_id"]))
+              for d in detections]
+    metrics = evaluate_detections(ground_truth, floats)
+    reference = reference_on_dicts(ground_truth, detections, "bbox")
+    np.testing.assert_allclose(list(metrics.summary.values()), reference.stats, atol=1e-9, rtol=0)
+    with pytest.raises(UserError, match="image_id must be an integer; received 1.5"):
+        evaluate_detections(ground_truth, [dict(floats[0], image_id=1.5)])
+    assert not math.isnan(metrics.summary["AP"])
+
+
+def test_numpy_typed_detections_from_a_model(small_set):
+    """The evaluate stage passes a model's outputs: numpy ids, scores and box arrays."""
+    ground_truth, detections = small_set
+    numpy_typed = [
+        {"image_id": np.int64(d["image_id"]), "category_id": np.int32(d["category_id"]),
+         "bbox": np.asarray(d["bbox"], dtype=np.float32).astype(np.float64),
+         "score": np.float64(d["score"])}
+        for d in detections
+    ]
+    assert (evaluate_detections(ground_truth, numpy_typed).summary
+            == evaluate_detections(ground_truth, detections).summary)
+    numpy_typed[1]["score"] = np.float32("nan")
+    with pytest.raises(UserError, match="detection #1 .* has score nan"):
+        evaluate_detections(ground_truth, numpy_typed)
+
+
+def test_no_scorable_ground_truth_is_all_minus_one(small_set, reference_on_dicts):
+    """Only crowd regions (or none at all): nothing to recall, -1 everywhere, as pycocotools."""
+    ground_truth, detections = small_set
+    crowds_only = copy.deepcopy(ground_truth)
+    for annotation in crowds_only["annotations"]:
+        annotation["iscrowd"] = 1
+    nothing = dict(copy.deepcopy(ground_truth), annotations=[])
+
+    for truth in (crowds_only, nothing):
+        metrics = evaluate_detections(truth, detections)
+        assert list(metrics.summary.values()) == [-1.0] * 12
+        assert reference_on_dicts(truth, detections, "bbox").stats.tolist() == [-1.0] * 12
+        assert set(metrics.per_category_ap.values()) == {None}
