@@ -1,0 +1,204 @@
+"""``edgeline ingest imagenet|coco ...``: the ingest stage on its own.
+
+    edgeline ingest imagenet SOURCE --output DIR [--val-labels FILE] [--train-shards N]
+                    [--val-shards N] [--workers N] [--runner NAME] [beam options]
+    edgeline ingest coco --images DIR --annotations FILE --output DIR [...]
+
+The output is a published Examples artifact (artifact.json included), written aside and
+renamed into place, so DIR holds either a whole result or nothing new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+BEAM_EPILOG = (
+    "Any other --flag is passed to Apache Beam's PipelineOptions, e.g. "
+    "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp "
+    "(SOURCE and DIR must then be on a file system every worker mounts); put them after the "
+    "edgeline options, --flag=value is the safest form. "
+    "Exit codes: 0 done, 2 bad input (one line says what), 1 internal failure."
+)
+
+
+class _BeamPassThroughParser(argparse.ArgumentParser):
+    """Collects the flags it does not know into ``beam_args`` for Beam, instead of failing;
+    a usage error is one line and exit code 2, as everywhere in edgeline."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        namespace.beam_args = [*getattr(namespace, "beam_args", []), *extras]
+        return namespace, []
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="where the shards, labels.txt, rejected.jsonl and artifact.json go "
+                             "(must not exist yet, or be empty)")
+    parser.add_argument("--train-shards", type=int, default=1024, metavar="N",
+                        help="shards of the train split (default: 1024, ~140 MB each on "
+                             "ImageNet)")
+    parser.add_argument("--val-shards", type=int, default=128, metavar="N",
+                        help="shards of the validation split (default: 128)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="worker processes of the local DirectRunner (default 0: one per "
+                             "CPU core); the shards are byte-identical whatever N is")
+    parser.add_argument("--runner", default="DirectRunner",
+                        help="the Beam runner (default: DirectRunner)")
+    parser.add_argument("--quality", type=int, default=95,
+                        help="JPEG quality for re-encoded images (grayscale, CMYK, PNG, ...); "
+                             "other JPEGs pass through byte for byte (default: 95)")
+    parser.add_argument("--verify-decode", action="store_true",
+                        help="also fully decode every passed-through JPEG, to catch corrupt "
+                             "image data (a full decode per image: slower)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds an earlier ingest output")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    ingest = subparsers.add_parser(
+        "ingest",
+        help="turn an ImageNet folder/tars or a COCO set into sharded TFRecords (Beam)",
+        description=(
+            "Ingest a dataset with an Apache Beam pipeline into TFRecord shards that edgeline, "
+            "TF Model Garden, the TF Object Detection API and tfds.builder_from_directory read."
+        ),
+    )
+    formats = ingest.add_subparsers(dest="ingest_format", metavar="FORMAT",
+                                    parser_class=_BeamPassThroughParser)
+    formats.required = True
+
+    imagenet = formats.add_parser(
+        "imagenet",
+        help="an ImageNet-layout folder or the official ILSVRC-2012 tars",
+        description=(
+            "SOURCE is a folder holding train/<wnid>/*.JPEG and val/ (flat files labelled by a "
+            "ground-truth file, or val/<wnid>/), a train folder itself (<wnid>/*.JPEG), or a "
+            "folder holding ILSVRC2012_img_train.tar and/or ILSVRC2012_img_val.tar, read in "
+            "place with no extraction. Images are checked by content: CMYK, grayscale and "
+            "non-JPEG files are re-encoded as RGB JPEG, broken files are rejected and listed "
+            "in rejected.jsonl."
+        ),
+        epilog=BEAM_EPILOG,
+    )
+    imagenet.add_argument("source", metavar="SOURCE",
+                          help="the dataset folder (or builtin:classification for demo data)")
+    imagenet.add_argument("--val-labels", metavar="FILE",
+                          help="validation ground truth: a filename,wnid CSV, matched by the "
+                               "number in ILSVRC2012_val_XXXXXXXX names (default: the "
+                               "validation_labels.txt that tensorflow-datasets ships)")
+    imagenet.add_argument("--class-names", metavar="FILE",
+                          help="'wnid text' lines naming the classes (default: "
+                               "LOC_synset_mapping.txt or synset_words.txt in SOURCE, else the "
+                               "wnid)")
+    _add_common(imagenet)
+    imagenet.set_defaults(func=_cmd_ingest)
+
+    coco = formats.add_parser(
+        "coco",
+        help="a COCO-format detection set (images + annotations JSON)",
+        description=(
+            "Boxes become normalized corners; category ids and names, iscrowd and area are "
+            "kept; image/source_id is the COCO image id. The ground truth of the written "
+            "images is saved as <split>_annotations.json for the evaluator."
+        ),
+        epilog=BEAM_EPILOG,
+    )
+    coco.add_argument("--images", metavar="DIR", help="the image folder of the split")
+    coco.add_argument("--annotations", metavar="FILE", help="the split's COCO JSON")
+    coco.add_argument("--split", choices=("train", "validation"), default="train",
+                      help="which split --images/--annotations are (default: train)")
+    coco.add_argument("--val-images", metavar="DIR", help="the validation split's image folder")
+    coco.add_argument("--val-annotations", metavar="FILE",
+                      help="the validation split's COCO JSON")
+    coco.add_argument("--source", metavar="DIR",
+                      help="instead of the above: a folder with images/, train.json and/or "
+                           "val.json (or builtin:detection for demo data)")
+    _add_common(coco)
+    coco.set_defaults(func=_cmd_ingest)
+
+
+def _options_data(args: argparse.Namespace) -> dict:
+    from edgeline.pipeline.errors import UserError
+
+    data = {
+        "format": args.ingest_format,
+        "train_shards": args.train_shards,
+        "val_shards": args.val_shards,
+        "workers": args.workers,
+        "runner": args.runner,
+        "beam_options": list(args.beam_args),
+        "reencode_quality": args.quality,
+        "verify_decode": args.verify_decode,
+    }
+    if args.ingest_format == "imagenet":
+        paths = {"source": args.source, "val_labels": args.val_labels,
+                 "class_names": args.class_names}
+    else:
+        paths = {"source": args.source, "images": args.images, "annotations": args.annotations,
+                 "val_images": args.val_images, "val_annotations": args.val_annotations}
+        data["split"] = args.split
+    for name, value in paths.items():
+        if value is None:
+            continue
+        if not value.startswith("builtin:") and not os.path.exists(value):
+            label = "ingest source" if name == "source" else f"--{name.replace('_', '-')}"
+            raise UserError(f"{label} does not exist: {value!r}")
+        data[name] = value if value.startswith("builtin:") else os.path.abspath(value)
+    return data
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    from edgeline.pipeline.errors import UserError
+
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output must be a folder, received a file: {str(output)!r}")
+    if output.is_dir() and any(output.iterdir()):
+        if not overwrite:
+            raise UserError(f"--output folder is not empty: {str(output)!r} (pass --overwrite "
+                            "to replace an earlier ingest output)")
+        if not (output / "artifact.json").is_file():
+            raise UserError(f"--overwrite replaces only an earlier ingest output (with "
+                            f"artifact.json); {str(output)!r} is not one")
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from edgeline.components.ingest import core
+    from edgeline.components.ingest.options import IngestOptions
+    from edgeline.pipeline import artifacts
+    from edgeline.pipeline.config import parse_dataclass, to_plain
+
+    options = parse_dataclass(IngestOptions, _options_data(args), "ingest")
+    output = Path(args.output).absolute()
+    _check_output(output, args.overwrite)
+    staging = artifacts.staging_dir(output)
+    try:
+        result = core.run(options, staging,
+                          cache_dir=Path(tempfile.gettempdir()) / "edgeline-cache",
+                          progress=not args.no_progress and sys.stderr.isatty())
+        fingerprint = artifacts.fingerprint(
+            "ingest", to_plain(options), {}, {"external": core.source_fingerprint(options)}
+        )
+        artifacts.publish(staging, output, type="Examples", producer="cli:ingest",
+                          fingerprint=fingerprint, inputs={}, properties=result.properties,
+                          metrics=result.metrics)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for split, counts in result.properties["splits"].items():
+        print(f"{split:<10} seen {counts['seen']:>8}  written {counts['written']:>8}  "
+              f"fixed {counts['fixed']:>6}  rejected {counts['rejected']:>6}  "
+              f"shards {counts['shards']}")
+    print(f"wrote {output} ({result.metrics['seconds']:.1f}s); rejected files are listed in "
+          f"{output / 'rejected.jsonl'}")
+    return 0
