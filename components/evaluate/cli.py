@@ -1,6 +1,7 @@
 """Command-line bindings of the evaluate stage.
 
     edgeline coco-eval GT.json DT.json [--iou-type bbox|segm] [--json] [--plots DIR]
+    edgeline evaluate MODEL EXAMPLES --output DIR [--split S] [--form F] [--batch-size N] ...
 
 ``coco-eval`` needs no model: it scores detections a user brings (a COCO results file)
 against COCO ground truth, with the numbers pycocotools' COCOeval gives. Heavy imports happen
@@ -17,9 +18,7 @@ import sys
 def register(subparsers) -> None:
     """Add the evaluate stage's subcommands to the ``edgeline`` parser."""
     _register_coco_eval(subparsers)
-    # The model-running command, `edgeline evaluate ...` (the evaluate stage run alone on a
-    # Model and an Examples artifact), is registered here as well, by a
-    # `_register_evaluate(subparsers)` beside `_register_coco_eval`, once core.py exists.
+    _register_evaluate(subparsers)
 
 
 def _register_coco_eval(subparsers) -> None:
@@ -80,4 +79,89 @@ def _cmd_coco_eval(args: argparse.Namespace) -> int:
         paths = write_precision_recall_plots(metrics, args.plots)
         # stderr, so that --json output stays one JSON document
         print(f"wrote {len(paths)} precision-recall plots to {args.plots}", file=sys.stderr)
+    return 0
+
+
+def _register_evaluate(subparsers) -> None:
+    from edgeline.components.evaluate.options import DetectionOptions, EvaluateOptions
+
+    defaults, detection = EvaluateOptions(), DetectionOptions()
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="metrics of a model (Keras, SavedModel or .tflite) on an Examples split",
+        description=(
+            "Run a model over the TFRecords of an Examples artifact (ingest output) and score "
+            "it: top-1, top-5, per-class accuracy and a confusion matrix for a classifier; the "
+            "COCO metrics against the split's stored ground truth for a detector. Writes "
+            "metrics.json and PNG plots into --output and prints the headline numbers. The "
+            "same code judges a Model artifact, its SavedModel and a TFLite export."
+        ),
+    )
+    parser.add_argument(
+        "model", metavar="MODEL",
+        help="a Model artifact directory, a TFLiteModel (export) directory, or a .tflite / "
+        ".keras file with labels.txt and preprocessing.json (or export.json) beside it",
+    )
+    parser.add_argument("examples", metavar="EXAMPLES",
+                        help="an Examples artifact directory (shards, labels.txt, "
+                        "<split>_annotations.json for detection)")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="where metrics.json and the plots go (created if needed)")
+    parser.add_argument("--split", default=defaults.split,
+                        help=f"the split to evaluate (default {defaults.split})")
+    parser.add_argument(
+        "--form", choices=("auto", "keras", "saved_model", "tflite"), default="auto",
+        help="which form of the model to run; auto: the .tflite of an export, else the Keras "
+        "model (saved_model: a Model artifact's SavedModel)",
+    )
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help=f"images per inference call (default {defaults.batch_size})")
+    parser.add_argument("--num-threads", type=int, default=defaults.num_threads,
+                        help="CPU threads of the LiteRT interpreter (default 1)")
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="evaluate the first N images only (default: all)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--score-threshold", type=float, default=detection.score_threshold,
+        help=f"detectors: drop detections scoring below it (default {detection.score_threshold})",
+    )
+    parser.add_argument("--nms", choices=("hard", "soft"), default=detection.nms,
+                        help="detectors: hard NMS or Gaussian soft-NMS (Bodla et al., 2017)")
+    parser.add_argument("--iou-threshold", type=float, default=detection.iou_threshold,
+                        help=f"detectors: hard-NMS IoU (default {detection.iou_threshold})")
+    parser.add_argument("--soft-nms-sigma", type=float, default=detection.soft_nms_sigma,
+                        help=f"detectors: soft-NMS sigma (default {detection.soft_nms_sigma})")
+    parser.add_argument("--max-detections", type=int, default=detection.max_detections,
+                        help=f"detectors: detections per image (default "
+                        f"{detection.max_detections})")
+    parser.add_argument("--json", action="store_true", help="print metrics.json's content")
+    parser.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgeline.components.evaluate import core
+    from edgeline.components.evaluate.options import DetectionOptions, EvaluateOptions
+    from edgeline.pipeline.errors import UserError
+
+    try:
+        detection = DetectionOptions(
+            score_threshold=args.score_threshold, nms=args.nms,
+            iou_threshold=args.iou_threshold, soft_nms_sigma=args.soft_nms_sigma,
+            max_detections=args.max_detections,
+            pre_nms_top_k=max(DetectionOptions.pre_nms_top_k, args.max_detections),
+        )
+        options = EvaluateOptions(
+            split=args.split, model_form=args.form, batch_size=args.batch_size,
+            num_threads=args.num_threads, max_images=args.max_images,
+            plots=not args.no_plots, detection=detection,
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    result = core.run(options=options, examples_dir=args.examples, model_path=args.model,
+                      output_dir=args.output)
+    if args.json:
+        print(json.dumps(result.report, indent=2))
+    else:
+        for name, value in result.metrics.items():
+            print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
     return 0

@@ -1,0 +1,44 @@
+"""The evaluate stage's binding to the pipeline: Examples + Model (or TFLiteModel) in, Metrics out.
+
+Nothing heavy is imported here; the core is imported when the stage runs.
+"""
+
+from __future__ import annotations
+
+from edgeline.components.evaluate.options import EvaluateOptions
+from edgeline.pipeline.errors import ConfigError
+from edgeline.pipeline.stage import Stage, StageContext, StageResult
+
+MODEL_TYPES = ("Model", "TFLiteModel")
+
+
+def _run(context: StageContext) -> StageResult:
+    from edgeline.components.evaluate import core
+
+    examples = context.input_of_type("Examples")
+    models = [a for a in context.inputs.values() if a.type in MODEL_TYPES]
+    if len(models) != 1:
+        raise ConfigError(
+            f"{context.step}.inputs: expected exactly one Model or TFLiteModel artifact, "
+            f"received {len(models)} ({', '.join(context.inputs) or 'no inputs'})"
+        )
+    result = core.run(
+        options=context.options,
+        examples_dir=examples.path,
+        model_path=models[0].path,
+        output_dir=context.output_dir,
+    )
+    properties = {**result.properties, "model_type": models[0].type}
+    return StageResult(properties=properties, metrics=result.metrics)
+
+
+STAGES = (
+    Stage(
+        name="evaluate",
+        options_type=EvaluateOptions,
+        artifact_type="Metrics",
+        run=_run,
+        description="metrics of a Keras, SavedModel or TFLite model on an Examples split "
+        "(top-1/top-5/confusion matrix, or COCO mAP)",
+    ),
+)
