@@ -67,13 +67,9 @@ def test_bad_width_multiplier():
         models.build("mobilenet_v2", width_multiplier=0)
 
 
-@pytest.mark.parametrize(
-    "name, options",
-    [
-        ("mobilenet_v1", {"width_multiplier": 0.25, "depth_multiplier": 2}),
-        ("mobilenet_v2", {"width_multiplier": 0.35, "classifier_activation": "softmax"}),
-    ],
-)
-def test_config_round_trip(name, options, assert_config_round_trip):
-    model = models.build(name, num_classes=4, input_shape=(32, 32, 3), **options)
+def test_config_round_trip(assert_config_round_trip):
+    # MobileNet v2's body round-trips inside the detector (test_detector.py).
+    model = models.build("mobilenet_v1", num_classes=4, input_shape=(32, 32, 3),
+                         width_multiplier=0.25, depth_multiplier=2,
+                         classifier_activation="softmax")
     assert_config_round_trip(model, (2, 32, 32, 3))

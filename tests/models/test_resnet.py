@@ -75,13 +75,15 @@ def test_wide_resnet_widths(trainable_parameters, build_cached):
     assert round(trainable_parameters(model) / 1e6, 1) == 2.7
 
 
-def test_width_factor_widens_the_bottleneck(trainable_parameters):
-    """WRN-50-2 (torchvision wide_resnet50_2): the 3x3 widths double, outputs stay 4 x 64k;
-    68,883,240 parameters with 1000 classes."""
-    model = models.build("resnet50", width_factor=2, input_shape=(32, 32, 3))
+def test_width_factor_widens_the_bottleneck():
+    """As in WRN-50-2 (Zagoruyko & Komodakis, Sec. 4; torchvision's wide_resnet50_2): the 1x1
+    and 3x3 widths double, the block outputs stay 4 x 64 k."""
+    model = models.build("resnet50", width_factor=2, input_shape=(32, 32, 3),
+                         blocks_per_stage=(1, 1, 1, 1))
+    assert model.get_layer("stage1_block1_conv1").filters == 128
     assert model.get_layer("stage1_block1_conv2").filters == 128
     assert model.get_layer("stage1_block1_conv3").filters == 256
-    assert trainable_parameters(model) == 68_883_240
+    assert model.get_layer("stage4_block1_conv3").filters == 2048
 
 
 @pytest.mark.parametrize(
