@@ -94,6 +94,8 @@ def run_pipeline(
         for index, step in enumerate(config.steps, start=1):
             stage = registry.get(step.stage)
             inputs = {}
+            if step.name not in selected and any(n not in published for n in step.inputs):
+                continue  # not asked for, and its inputs were not built either
             for name in step.inputs:
                 if name not in published:
                     raise UserError(

@@ -25,7 +25,9 @@ def test_names_are_sorted_and_hold_every_network():
     assert names == sorted(names)
     assert OWN_NETWORKS <= set(names)
     assert models.names(task="detection") == ["mobilenet_v2_detector"]
-    assert set(models.names(task="classification")) == OWN_NETWORKS - {"mobilenet_v2_detector"}
+    # Other test modules may register networks of their own in the same session.
+    own_classifiers = set(models.names(task="classification")) & OWN_NETWORKS
+    assert own_classifiers == OWN_NETWORKS - {"mobilenet_v2_detector"}
 
 
 def test_unknown_name_lists_the_known_ones():
@@ -128,7 +130,7 @@ def test_cli_lists_the_models(capsys):
 
 
 def test_every_builder_resolves_and_documents_its_options():
-    for name in models.names(task="classification") + models.names(task="detection"):
+    for name in sorted(OWN_NETWORKS):  # not networks that other test modules register
         spec = models.get(name)
         builder = spec.resolve_builder()
         assert builder.__doc__ and spec.description

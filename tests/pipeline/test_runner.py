@@ -148,3 +148,10 @@ def test_seed_is_part_of_the_fingerprint(tmp_path, registry):
     CALLS.clear()
     run_pipeline(_config(registry, ["seed=8"]), registry, runs_dir=tmp_path, log=lambda m: None)
     assert CALLS == ["first", "second", "third"]
+
+
+def test_only_an_early_step_skips_later_steps_whose_inputs_were_never_built(tmp_path, registry):
+    outcome = run_pipeline(_config(registry), registry, only=["first"], runs_dir=tmp_path,
+                           log=lambda m: None)
+    assert CALLS == ["first"]
+    assert [s.step for s in outcome.steps] == ["first"]
