@@ -115,7 +115,9 @@ def staging_dir(final_dir: Path) -> Path:
     Beside, not in /tmp, so that the final rename stays on one file system and is atomic.
     """
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final_dir.parent / f".{final_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    # The writer's pid in the name: a sweep removes only directories whose writer is gone, so
+    # a second process on the same runs directory never deletes a run in progress.
+    tmp = final_dir.parent / f".{final_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     return tmp
 
@@ -161,8 +163,28 @@ def publish(
 
 
 def sweep_stale(directory: Path) -> None:
-    """Remove half-written ``.tmp-`` directories left by a killed run."""
+    """Remove half-written ``.tmp-`` directories left by a killed run (their writer's pid is
+    no longer alive; directories of live writers are left alone)."""
     if not directory.exists():
         return
     for path in directory.glob("*/.*.tmp-*"):
-        shutil.rmtree(path, ignore_errors=True)
+        if not _writer_alive(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _writer_alive(staging_name: str) -> bool:
+    """Whether the process named in ``.<name>.tmp-<pid>-<hex>`` still runs (older names
+    without a pid count as stale)."""
+    pid_text = staging_name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+    if not pid_text.isdigit() or "-" not in staging_name.rsplit(".tmp-", 1)[1]:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process is starting a run: nothing of its own is in flight yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

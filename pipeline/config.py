@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ import yaml
 from edgeline.pipeline.errors import ConfigError
 
 RESERVED_STEP_KEYS = ("stage", "inputs")
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ExistingPath(str):
@@ -113,6 +116,11 @@ def _coerce(value: Any, tp: Any, where: str, base_dir: Path | None) -> Any:
         allowed = " or ".join(_type_name(a) for a in args if a is not type(None))
         raise ConfigError(f"{where}: expected {allowed}, received {value!r}")
     if origin is Literal:
+        if isinstance(value, bool) and value not in args:
+            # YAML 1.1 reads a bare off/on/yes/no as a boolean: take the spelling the choices
+            # allow (`mixed_precision: off`).
+            spellings = ("on", "yes", "true") if value else ("off", "no", "false")
+            value = next((word for word in spellings if word in args), value)
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
             raise ConfigError(f"{where}: expected one of {choices}, received {value!r}")
@@ -138,6 +146,10 @@ def _coerce(value: Any, tp: Any, where: str, base_dir: Path | None) -> Any:
             raise ConfigError(f"{where}: expected an integer, received {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            # PyYAML follows YAML 1.1, where 1e-5 (no dot) is a string; YAML 1.2 and people
+            # read it as a number (`weight_decay: 1e-5`, `--set x.float_tolerance=1e-12`).
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, received {value!r}")
         return float(value)

@@ -37,6 +37,7 @@ class RunOutcome:
     run_id: str
     runs_dir: Path
     steps: list[StepOutcome]
+    report: Path | None = None  # runs/<run_id>/report.html (report.md beside it)
 
     def artifact(self, step: str) -> Artifact:
         for outcome in self.steps:
@@ -143,8 +144,12 @@ def run_pipeline(
                 shutil.rmtree(tmp, ignore_errors=True)
                 message = f"{type(err).__name__}: {err}"
                 store.finish_execution(ex, "failed", inputs=input_fps, error=message)
-                if isinstance(err, UserError | KeyboardInterrupt):
+                if isinstance(err, KeyboardInterrupt):
                     raise
+                if isinstance(err, UserError):
+                    # Still bad input (exit 2, one line), but say which step received it: a
+                    # config may run one stage in several steps (the demo evaluates two).
+                    raise type(err)(f"step '{step.name}' ({stage.name}): {err}") from err
                 traceback.print_exc(file=sys.stderr)
                 raise StageFailed(step.name, err) from err
             artifact = publish(
@@ -166,7 +171,36 @@ def run_pipeline(
         store.finish_run(run_id, "complete")
     except BaseException as err:
         store.finish_run(run_id, "failed", f"{type(err).__name__}: {err}")
-        raise
-    finally:
+        if not isinstance(err, KeyboardInterrupt):
+            _write_report(store, run_id, outcomes, log)  # what was built, and what failed
         store.close()
-    return RunOutcome(run_id, Path(store.root), outcomes)
+        raise
+    report = _write_report(store, run_id, outcomes, log)
+    store.close()
+    return RunOutcome(run_id, Path(store.root), outcomes, report)
+
+
+def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
+                  log: Callable[[str], None]) -> Path | None:
+    """The run's report (HTML and Markdown) in its folder, and where it and each .tflite are.
+
+    A report that cannot be written is said, not raised: the run's artifacts are published
+    and intact, and ``edgeline runs report`` renders it again.
+    """
+    from edgeline.pipeline import report
+
+    try:
+        html_path, md_path = report.write_report(store, run_id)
+    except Exception as err:  # noqa: BLE001 (any failure of the report: said, run kept)
+        traceback.print_exc(file=sys.stderr)
+        log(f"report: not written ({type(err).__name__}: {err}); "
+            f"retry with 'edgeline runs report {run_id} --runs-dir {store.root}'")
+        return None
+    log(f"report: {html_path} (Markdown: {md_path.name} beside it)")
+    views = [report.ArtifactView(o.step, o.stage, o.artifact, o.cached)
+             for o in outcomes if o.artifact is not None]
+    for found in report.tflite_files(views):
+        latency = (f", {found.latency_threads_1_ms:.3f} ms (1 thread)"
+                   if found.latency_threads_1_ms is not None else "")
+        log(f"tflite: {found.path} ({found.size_bytes:,} bytes{latency}; step {found.step})")
+    return html_path

@@ -116,3 +116,21 @@ def test_invalid_yaml_is_one_line(tmp_path):
         load_pipeline_config(str(bad), STAGES)
     with pytest.raises(ConfigError, match="config file does not exist"):
         load_pipeline_config(str(tmp_path / "missing.yaml"), STAGES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    mixed_precision: Literal["off", "auto"] = "auto"
+    learning_rate: float = 0.1
+
+
+def test_yaml_1_1_spellings_read_as_people_mean_them():
+    """PyYAML reads `1e-5` as a string and a bare `off` as False (YAML 1.1)."""
+    import yaml
+
+    data = yaml.safe_load("mixed_precision: off\nlearning_rate: 1e-5\n")
+    assert data == {"mixed_precision": False, "learning_rate": "1e-5"}
+    options = parse_dataclass(Precision, data, "step")
+    assert options == Precision(mixed_precision="off", learning_rate=1e-5)
+    with pytest.raises(ConfigError, match="learning_rate: expected a number, received 'fast'"):
+        parse_dataclass(Precision, {"learning_rate": "fast"}, "step")
