@@ -84,6 +84,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.runs_dir):
         raise UserError(f"no runs directory at {args.runs_dir!r} (pass --runs-dir)")
+    if args.output and args.action != "report":
+        raise UserError(f"--output is for 'edgeline runs report' (received action "
+                        f"{args.action!r})")
+    if args.action == "report":
+        from edgeline.pipeline.report import write_report
+
+        html_path, md_path = write_report(args.runs_dir, args.run or "latest", args.output)
+        print(html_path)
+        print(md_path)
+        return 0
     store = RunStore(args.runs_dir)
     try:
         if args.action == "list":
@@ -164,9 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "config's runs_dir)")
     run.set_defaults(func=_cmd_run)
 
-    runs = sub.add_parser("runs", help="list runs, or show one run's artifacts and lineage")
-    runs.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    runs = sub.add_parser(
+        "runs", help="list runs, show one run's artifacts and lineage, or render its report",
+        description=(
+            "list: every run in the runs directory. show RUN: its steps, artifacts and "
+            "metrics. report RUN: (re)write its self-contained HTML report and the same as "
+            "Markdown (by default into <runs-dir>/runs/<run id>/, where 'edgeline run' "
+            "writes them)."
+        ),
+    )
+    runs.add_argument("action", nargs="?", choices=("list", "show", "report"), default="list")
     runs.add_argument("run", nargs="?", help="a run id or unique prefix (default: latest)")
+    runs.add_argument("--output", metavar="DIR",
+                      help="report: where report.html and report.md go (default: the run's "
+                      "folder)")
     runs.add_argument("--runs-dir", default="runs", help="the runs directory (default: runs)")
     runs.add_argument("--json", action="store_true", help="machine-readable output")
     runs.set_defaults(func=_cmd_runs)
