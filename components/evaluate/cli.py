@@ -2,6 +2,7 @@
 
     edgeline coco-eval GT.json DT.json [--iou-type bbox|segm] [--json] [--plots DIR]
     edgeline evaluate MODEL EXAMPLES --output DIR [--split S] [--form F] [--batch-size N] ...
+    edgeline evaluate POLICY --output DIR [--form saved_model|tflite] [--episodes N] [--seed S]
 
 ``coco-eval`` needs no model: it scores detections a user brings (a COCO results file)
 against COCO ground truth, with the numbers pycocotools' COCOeval gives. Heavy imports happen
@@ -88,23 +89,29 @@ def _register_evaluate(subparsers) -> None:
     defaults, detection = EvaluateOptions(), DetectionOptions()
     parser = subparsers.add_parser(
         "evaluate",
-        help="metrics of a model (Keras, SavedModel or .tflite) on an Examples split",
+        help="metrics of a model (Keras, SavedModel or .tflite) on an Examples split, or the "
+        "return of a Policy (rl output) over seeded episodes",
         description=(
             "Run a model over the TFRecords of an Examples artifact (ingest output) and score "
             "it: top-1, top-5, per-class accuracy and a confusion matrix for a classifier; the "
             "COCO metrics against the split's stored ground truth for a detector. Writes "
             "metrics.json and PNG plots into --output and prints the headline numbers. The "
-            "same code judges a Model artifact, its SavedModel and a TFLite export."
+            "same code judges a Model artifact, its SavedModel and a TFLite export. Given a "
+            "Policy artifact (rl output) instead, and no EXAMPLES, plays its greedy policy for "
+            "--episodes episodes seeded --seed, --seed + 1, ... in the environment it was "
+            "trained in, and reports the mean, std, min and max return, the episode lengths "
+            "and episodes/second, with a return histogram."
         ),
     )
     parser.add_argument(
         "model", metavar="MODEL",
-        help="a Model artifact directory, a TFLiteModel (export) directory, or a .tflite / "
-        ".keras file with labels.txt and preprocessing.json (or export.json) beside it",
+        help="a Model artifact directory, a TFLiteModel (export) directory, a .tflite / "
+        ".keras file with labels.txt and preprocessing.json (or export.json) beside it, or a "
+        "Policy artifact directory (rl output: saved_policy/, policy.tflite, policy.json)",
     )
-    parser.add_argument("examples", metavar="EXAMPLES",
+    parser.add_argument("examples", metavar="EXAMPLES", nargs="?", default=None,
                         help="an Examples artifact directory (shards, labels.txt, "
-                        "<split>_annotations.json for detection)")
+                        "<split>_annotations.json for detection); not for a Policy")
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="where metrics.json and the plots go (created if needed)")
     parser.add_argument("--split", default=defaults.split,
@@ -112,7 +119,8 @@ def _register_evaluate(subparsers) -> None:
     parser.add_argument(
         "--form", choices=("auto", "keras", "saved_model", "tflite"), default="auto",
         help="which form of the model to run; auto: the .tflite of an export, else the Keras "
-        "model (saved_model: a Model artifact's SavedModel)",
+        "model (saved_model: a Model artifact's SavedModel). A Policy: auto or saved_model "
+        "runs the SavedModel policy, tflite the .tflite network in LiteRT (argmax action)",
     )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help=f"images per inference call (default {defaults.batch_size})")
@@ -134,6 +142,19 @@ def _register_evaluate(subparsers) -> None:
     parser.add_argument("--max-detections", type=int, default=detection.max_detections,
                         help=f"detectors: detections per image (default "
                         f"{detection.max_detections})")
+    parser.add_argument("--episodes", type=int, default=defaults.episodes,
+                        help=f"a Policy: greedy episodes to play (default {defaults.episodes})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="a Policy: the first episode's seed; episode i is seeded seed + i "
+                        "(default 0)")
+    parser.add_argument("--environment", metavar="NAME", default=None,
+                        help="a Policy: play in this Gym id or Atari game instead of the one it "
+                        "was trained in (same observations and actions required)")
+    parser.add_argument("--suite", choices=("gym", "atari"), default=None,
+                        help="with --environment: its suite (default: the policy's)")
+    parser.add_argument("--max-episode-steps", type=int, default=None,
+                        help="a Policy in a Gym environment: the time limit per episode "
+                        "(default: the one it was trained with)")
     parser.add_argument("--json", action="store_true", help="print metrics.json's content")
     parser.set_defaults(func=_cmd_evaluate)
 
@@ -154,14 +175,52 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             split=args.split, model_form=args.form, batch_size=args.batch_size,
             num_threads=args.num_threads, max_images=args.max_images,
             plots=not args.no_plots, detection=detection,
+            episodes=args.episodes, episode_seed=args.seed,
         )
     except ValueError as err:
         raise UserError(str(err)) from None
-    result = core.run(options=options, examples_dir=args.examples, model_path=args.model,
-                      output_dir=args.output)
+    if core.is_policy_dir(args.model):
+        if args.examples is not None:
+            raise UserError(f"Received: EXAMPLES={args.examples!r}; a Policy is evaluated in its "
+                            "environment and takes no Examples")
+        result = _evaluate_policy(args, options)
+    elif args.examples is None:
+        raise UserError(f"Received: model={args.model!r} and no EXAMPLES; a model is evaluated "
+                        "on an Examples artifact (only a Policy artifact needs none)")
+    else:
+        result = core.run(options=options, examples_dir=args.examples, model_path=args.model,
+                          output_dir=args.output)
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:
         for name, value in result.metrics.items():
             print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
     return 0
+
+
+def _evaluate_policy(args: argparse.Namespace, options):
+    """The Policy path of ``edgeline evaluate``: options from the flags, environment from the
+    artifact unless --environment/--suite/--max-episode-steps override it."""
+    import dataclasses
+    from pathlib import Path
+
+    from edgeline.components.evaluate import core
+    from edgeline.components.evaluate.returns import (
+        environment_options_of,
+        read_policy_description,
+    )
+    from edgeline.pipeline.errors import UserError
+
+    environment = None
+    overrides = {"name": args.environment, "suite": args.suite,
+                 "max_episode_steps": args.max_episode_steps}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if overrides:
+        trained_in = environment_options_of(read_policy_description(Path(args.model))["environment"])
+        try:
+            environment = dataclasses.replace(trained_in, **overrides)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    options = dataclasses.replace(options, environment=environment)
+    return core.run_policy(options=options, policy_dir=args.model, output_dir=args.output,
+                           seed=args.seed)

@@ -12,6 +12,9 @@
 
 The same code runs for every form, so a compressed or exported model is judged exactly as the
 original was.
+
+A Policy artifact (rl output) is scored by :func:`run_policy` instead: the mean and spread of
+its greedy return over seeded episodes (:mod:`.returns`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ METRICS_FILE = "metrics.json"
 DETECTIONS_FILE = "detections.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 PLOTS_DIR = "plots"
+POLICY_DESCRIPTION_FILE = "policy.json"  # a Policy artifact's description (rl stage)
+SAVED_POLICY_DIR = "saved_policy"  # a Policy artifact's PolicySaver SavedModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,3 +327,33 @@ def run(
     summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     log(f"evaluate: {summary}")
     return EvaluationResult(properties=properties, metrics=metrics, report=report)
+
+
+def is_policy_dir(path: str | os.PathLike) -> bool:
+    """A Policy artifact (or the rl core's output directory): ``saved_policy/`` beside a
+    ``policy.json`` or an ``artifact.json`` of type Policy. (No TensorFlow needed to tell.)"""
+    path = Path(path)
+    if not (path / SAVED_POLICY_DIR).is_dir():
+        return False
+    if (path / POLICY_DESCRIPTION_FILE).is_file():
+        return True
+    try:
+        return json.loads((path / "artifact.json").read_text(encoding="utf-8"))["type"] == "Policy"
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
+def run_policy(
+    *,
+    options: EvaluateOptions,
+    policy_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    seed: int,
+    log: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Score the Policy artifact at ``policy_dir``: ``options.episodes`` greedy episodes seeded
+    ``options.episode_seed`` (or ``seed``), +1, ...; see :func:`.returns.evaluate_policy`."""
+    from edgeline.components.evaluate import returns
+
+    return returns.evaluate_policy(options=options, policy_dir=policy_dir,
+                                   output_dir=output_dir, seed=seed, log=log)

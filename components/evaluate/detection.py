@@ -43,8 +43,10 @@ def decoded_detections(
         return {
             "boxes": np.asarray(named["boxes"], np.float32),
             "scores": np.asarray(named["scores"], np.float32),
-            "classes": np.asarray(named["classes"]).astype(np.int64),
-            "num_detections": np.asarray(named["num_detections"]).reshape(-1).astype(np.int64),
+            # rint: a runtime may return class indices and counts as floats.
+            "classes": np.rint(np.asarray(named["classes"])).astype(np.int64),
+            "num_detections": np.rint(
+                np.asarray(named["num_detections"]).reshape(-1)).astype(np.int64),
         }
     if len(outputs) != 1:
         raise UserError(

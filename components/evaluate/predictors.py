@@ -153,6 +153,7 @@ class TFLitePredictor(Predictor):
         if len(inputs) != 1:
             raise UserError(f"the .tflite model takes {len(inputs)} inputs; expected one image")
         self._input = inputs[0]
+        self._output_names = _signature_output_names(self._interpreter)
         self._batch = int(self._input["shape"][0])
         signature = self._input.get("shape_signature", self._input["shape"])
         self.batchable = int(signature[0]) == -1
@@ -196,7 +197,8 @@ class TFLitePredictor(Predictor):
             scale, zero_point = detail["quantization"]
             if np.dtype(detail["dtype"]) in _INTEGER_RANGE and scale != 0.0:
                 values = dequantize(values, scale=scale, zero_point=zero_point)
-            outputs[detail["name"]] = np.asarray(values, np.float32).copy()
+            name = self._output_names.get(detail["index"], detail["name"])
+            outputs[name] = np.asarray(values, np.float32).copy()
         return outputs
 
     def predict(self, images):
@@ -211,6 +213,17 @@ class TFLitePredictor(Predictor):
             )
         per_image = [self._invoke(images[i : i + 1]) for i in range(len(images))]
         return {key: np.concatenate([p[key] for p in per_image]) for key in per_image[0]}
+
+
+def _signature_output_names(interpreter) -> dict[int, str]:
+    """Output tensor index -> its name in the model's one signature (``detection_boxes``...),
+    which says what a tensor is; the tensor names themselves are often ``PartitionedCall:N``.
+    Empty for a model without exactly one signature (tensor names are used then)."""
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        return {}
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    return {detail["index"]: name for name, detail in runner.get_output_details().items()}
 
 
 def detect_form(path: str | os.PathLike) -> str:

@@ -1,4 +1,5 @@
-"""The evaluate stage's binding to the pipeline: Examples + Model (or TFLiteModel) in, Metrics out.
+"""The evaluate stage's binding to the pipeline: Examples + Model (or TFLiteModel) in, Metrics out;
+or a Policy (rl output) in, Metrics of its return over seeded episodes out.
 
 Nothing heavy is imported here; the core is imported when the stage runs.
 """
@@ -10,11 +11,33 @@ from edgeline.pipeline.errors import ConfigError
 from edgeline.pipeline.stage import Stage, StageContext, StageResult
 
 MODEL_TYPES = ("Model", "TFLiteModel")
+POLICY_TYPE = "Policy"  # the rl stage's output: scored by its return over seeded episodes
+
+
+def _run_policy(context: StageContext, policies: list) -> StageResult:
+    from edgeline.components.evaluate import core
+
+    if len(policies) != 1:
+        raise ConfigError(
+            f"{context.step}.inputs: expected exactly one Policy artifact, received "
+            f"{len(policies)} ({', '.join(context.inputs)})"
+        )
+    result = core.run_policy(
+        options=context.options,
+        policy_dir=policies[0].path,
+        output_dir=context.output_dir,
+        seed=context.seed,
+    )
+    return StageResult(properties={**result.properties, "model_type": "Policy"},
+                       metrics=result.metrics)
 
 
 def _run(context: StageContext) -> StageResult:
     from edgeline.components.evaluate import core
 
+    policies = [a for a in context.inputs.values() if a.type == POLICY_TYPE]
+    if policies:
+        return _run_policy(context, policies)
     examples = context.input_of_type("Examples")
     models = [a for a in context.inputs.values() if a.type in MODEL_TYPES]
     if len(models) != 1:
@@ -39,6 +62,7 @@ STAGES = (
         artifact_type="Metrics",
         run=_run,
         description="metrics of a Keras, SavedModel or TFLite model on an Examples split "
-        "(top-1/top-5/confusion matrix, or COCO mAP)",
+        "(top-1/top-5/confusion matrix, or COCO mAP), or of a Policy: the mean and spread of "
+        "its greedy return over seeded episodes",
     ),
 )
