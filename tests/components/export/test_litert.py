@@ -1,0 +1,96 @@
+"""The LiteRT runner: quantization of inputs/outputs, batching, ops, output order, latency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.components.export import convert, litert
+
+
+def small_model(outputs: int = 1):
+    import tf_keras as keras
+
+    inputs = keras.Input((12, 12, 3), name="images")
+    features = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    heads = [keras.layers.Dense(3 + i, name=f"head_{chr(ord('a') + i)}")(features)
+             for i in range(outputs)]
+    return keras.Model(inputs, heads if outputs > 1 else heads[0], name="small")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).standard_normal((10, 12, 12, 3)).astype(np.float32)
+
+
+def test_quantize_then_dequantize_is_within_half_a_step():
+    values = np.linspace(-3.0, 3.0, 101, dtype=np.float32)
+    scale, zero_point = 0.05, 3
+    quantized = litert.quantize(values, scale=scale, zero_point=zero_point, dtype=np.int8)
+    assert quantized.dtype == np.int8
+    restored = litert.dequantize(quantized, scale=scale, zero_point=zero_point)
+    inside = (values > (-128 - zero_point) * scale) & (values < (127 - zero_point) * scale)
+    assert np.max(np.abs(restored - values)[inside]) <= scale / 2 + 1e-6
+    # Values past the int8 range saturate instead of wrapping around.
+    assert litert.quantize(np.array([1e6, -1e6]), scale=scale, zero_point=0,
+                           dtype=np.int8).tolist() == [127, -128]
+
+
+def test_int8_model_quantizes_inputs_and_dequantizes_outputs(images):
+    model = small_model()
+    content = convert.convert_keras(model, quantize="int8", representative=images,
+                                    io_type="int8")
+    runtime = litert.LiteRTModel(content)
+    (input_spec,), (output_spec,) = runtime.input_details, runtime.output_details
+    assert input_spec["dtype"] == "int8" and input_spec["quantization"]["scale"] > 0
+    assert output_spec["dtype"] == "int8" and output_spec["signature_name"] == "head_a"
+    (floats,) = runtime.predict(images)
+    (raw,) = runtime.predict(images, raw=True)
+    assert raw.dtype == np.int8 and floats.dtype == np.float32
+    q = output_spec["quantization"]
+    np.testing.assert_allclose(floats, q["scale"] * (raw.astype(np.float32) - q["zero_point"]))
+    # An int8 model approximates the float one: within a few quantization steps.
+    np.testing.assert_allclose(floats, model(images).numpy(), atol=8 * q["scale"])
+
+
+def test_batched_predict_equals_one_image_at_a_time(images):
+    runtime = litert.LiteRTModel(convert.convert_keras(small_model()))
+    assert runtime.batchable
+    (batched,) = runtime.predict(images, batch_size=4)
+    single = np.concatenate([runtime.invoke(images[i:i + 1])[0] for i in range(len(images))])
+    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
+
+
+def test_operator_names_come_from_the_flatbuffer(images):
+    content = convert.convert_keras(small_model(), quantize="int8", representative=images)
+    operators = litert.operator_names(content)
+    assert operators["CONV_2D"] == 1 and operators["FULLY_CONNECTED"] == 1
+    assert operators["QUANTIZE"] >= 1  # float input quantized inside
+    assert litert.flex_operators(content) == []
+    assert litert.tensor_type_counts(content)["int8"] >= 4
+
+
+def test_reorder_outputs_moves_tensors_not_values(images):
+    content = convert.convert_keras(small_model(outputs=2))
+    before = litert.LiteRTModel(content)
+    names = [d["signature_name"] for d in before.output_details]
+    values = dict(zip(names, before.predict(images)))
+    reordered = litert.reorder_outputs(content, list(reversed(names)))
+    after = litert.LiteRTModel(reordered)
+    assert [d["signature_name"] for d in after.output_details] == list(reversed(names))
+    for name, value in zip(reversed(names), after.predict(images)):
+        np.testing.assert_array_equal(value, values[name])
+    with pytest.raises(ValueError, match="received order"):
+        litert.reorder_outputs(content, ["head_a"])
+
+
+def test_latency_is_a_positive_median_per_thread_count():
+    content = convert.convert_keras(small_model())
+    measured = litert.measure_latency(content, thread_counts=[1, litert.all_threads()],
+                                      warmup=1, runs=5)
+    assert set(measured) == {1, litert.all_threads()}
+    assert all(0.0 < ms < 1000.0 for ms in measured.values())
+    with pytest.raises(ValueError, match="runs"):
+        litert.LiteRTModel(content).latency_ms(runs=0)
