@@ -1,0 +1,157 @@
+"""``edgeline compress CONFIG --model DIR --examples DIR --output DIR``: the compress stage alone.
+
+CONFIG is a pipeline file (the options of its compress or compress_frontier step are used;
+``--step`` picks one when there are several) or a YAML mapping of compress options alone,
+whose ``mode`` (recipe or frontier) decides what is written: a Model artifact, or a Frontier
+(every recipe's model and .tflite, the table, the plots and the chosen model).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  edgeline compress recipe.yaml --model runs/.../Model --examples runs/.../Examples --output small
+  edgeline compress configs/demo.yaml --step frontier --model M --examples E --output frontier
+  edgeline compress recipe.yaml --model M --examples E --output out --set fine_tune.epochs=1
+
+a recipe file (the Deep Compression order: prune -> cluster -> QAT):
+  steps:
+    - {method: bn_fold}
+    - {method: prune, prune: {target_sparsity: 0.8, schedule: polynomial_decay}}
+    - {method: cluster, cluster: {number_of_clusters: 16}}
+    - {method: qat}
+  fine_tune: {epochs: 2, learning_rate: 1.0e-4, batch_size: 32}
+
+methods (the keys of each step's own block; see components/compress/options.py for all):
+  bn_fold   fold BatchNormalization into the Conv2D/DepthwiseConv2D/Dense before it
+  prune     target_sparsity, schedule (polynomial_decay | constant), structure
+            (unstructured | 2:4), layers.{exclude_first_conv, exclude_classifier,
+            exclude_layers, only_layers}
+  cluster   number_of_clusters, centroid_initialization, preserve_sparsity, layers.*
+  qat       preserve (auto | none | sparsity | clusters | sparsity_and_clusters), layers.*
+  distill   student (a registry name), student_options, temperature, alpha, epochs,
+            learning_rate; the input model is the teacher
+
+frontier mode (mode: frontier): recipes (name -> {steps, quantize}), frontier.accuracy_budget
+(points below the original), frontier.evaluation_images, frontier.latency_runs.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compress",
+        help="compress a Model (prune, cluster, QAT, distill, BN fold), or run a frontier",
+        description=__doc__.split("\n\n", 1)[1],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", help="a pipeline file with a compress step, or a YAML file "
+                        "of compress options")
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="the Model artifact to compress (the teacher, for distill)")
+    parser.add_argument("--examples", required=True, metavar="DIR",
+                        help="the Examples the model was trained on (fine-tuning, evaluation)")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="where the result goes (a Model, or a Frontier directory)")
+    parser.add_argument("--step", metavar="NAME",
+                        help="the compress step to use when CONFIG is a pipeline with several")
+    parser.add_argument("--frontier", action="store_true",
+                        help="run the options in frontier mode (same as mode: frontier)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an option, e.g. --set fine_tune.epochs=1 (repeatable)")
+    parser.add_argument("--seed", type=int, help="the seed (default: the pipeline's, or 0)")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="deterministic ops: the same seed gives the same model")
+    parser.set_defaults(func=_cmd_compress)
+
+
+def _step_body(data: dict, args) -> tuple[dict, str]:
+    """The options mapping of the chosen compress step of a pipeline file."""
+    from edgeline.pipeline.errors import ConfigError
+
+    steps = data.get("steps") or {}
+    found = {name: body for name, body in steps.items() if isinstance(body, dict)
+             and body.get("stage") in ("compress", "compress_frontier")}
+    if args.step:
+        if args.step not in found:
+            raise ConfigError(f"--step {args.step}: no compress step of that name in "
+                              f"{args.config}; compress steps: {', '.join(found) or '(none)'}")
+        name = args.step
+    elif len(found) == 1:
+        name = next(iter(found))
+    else:
+        raise ConfigError(f"{args.config}: {len(found)} compress steps "
+                          f"({', '.join(found) or 'none'}); pick one with --step")
+    body = {k: v for k, v in found[name].items() if k not in ("stage", "inputs")}
+    if found[name]["stage"] == "compress_frontier":
+        body["mode"] = "frontier"
+    return body, name
+
+
+def load_options(args):
+    """(options, seed, deterministic) from CONFIG, --frontier and the overrides."""
+    from edgeline.components.compress.options import CompressOptions
+    from edgeline.pipeline.config import load_yaml, parse_dataclass, parse_override
+    from edgeline.pipeline.errors import ConfigError
+
+    data = load_yaml(args.config)
+    seed, deterministic, where = 0, False, "compress"
+    if isinstance(data.get("steps"), dict):  # a pipeline file (a recipe's steps are a list)
+        body, where = _step_body(data, args)
+        seed, deterministic = data.get("seed", 0), data.get("deterministic", False)
+    else:
+        body = dict(data)
+    if args.frontier:
+        body["mode"] = "frontier"
+    for text in args.set:
+        keys, value = parse_override(text)
+        node = body
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text}: '{key}' is not a mapping")
+        node[keys[-1]] = value
+    options = parse_dataclass(CompressOptions, body, where, Path(args.config).resolve().parent)
+    seed = args.seed if args.seed is not None else seed
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: expected an integer, received {seed!r}")
+    return options, int(seed), bool(args.deterministic or deterministic)
+
+
+def _cmd_compress(args) -> int:
+    import shutil
+
+    from edgeline.models import io as model_io
+    from edgeline.pipeline.errors import UserError
+
+    options, seed, deterministic = load_options(args)
+    for flag, path in (("--model", args.model), ("--examples", args.examples)):
+        if not Path(path).is_dir():
+            raise UserError(f"{flag}: not a directory: {path!r}")
+    try:  # the small files only: a wrong directory fails before TensorFlow loads
+        model_io.load_model_dir(args.model)
+    except model_io.ModelDirError as err:
+        raise UserError(f"--model: {err}") from None
+    output = Path(args.output)
+    if output.exists():
+        shutil.rmtree(output)
+    if options.mode == "frontier":
+        from edgeline.components.compress import frontier
+
+        result = frontier.run(options=options, model_dir=args.model, examples_dir=args.examples,
+                              output_dir=output, seed=seed, deterministic=deterministic)
+        print((output / frontier.TABLE_FILE).read_text(), end="")
+        print(f"chosen: {result.chosen or 'none within the budget'}")
+        print(f"frontier written to {output}")
+        return 0
+    from edgeline.components.compress import core
+
+    result = core.run(options=options, model_dir=args.model, examples_dir=args.examples,
+                      output_dir=output, seed=seed, deterministic=deterministic)
+    for key, value in sorted(result.metrics.items()):
+        print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"compressed model written to {output}")
+    return 0
