@@ -26,6 +26,151 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# -- the demo models: the built-in demo data (components/ingest/demo_data.py) and models the
+# train stage trained on it, shared by the evaluate, compress and export tests (acceptance
+# lines that ask for "the demo classifier" / "the demo data"). Session-scoped: trained once.
+
+DEMO_INPUT_SIZE = (40, 40)
+
+
+def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed: int = 0):
+    """The built-in demo set (components/ingest/demo_data.py) written as an Examples
+    directory through the records contract: shards, labels.txt, artifact.json properties."""
+    import csv
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import tensorflow as tf
+
+    from edgeline.components.ingest.demo_data import write_classification_set
+    from edgeline.pipeline import records
+
+    root = Path(root)
+    source = write_classification_set(root / "source", seed=seed, plant_faults=False,
+                                      train_per_class=train_per_class,
+                                      val_per_class=val_per_class)
+    examples = root / "examples"
+    examples.mkdir(parents=True)
+    classes = [line.split(" ", 1) for line in
+               (source / "LOC_synset_mapping.txt").read_text().splitlines()]
+    index = {wnid: i for i, (wnid, _) in enumerate(classes)}
+    with open(source / "val_labels.csv", newline="") as f:
+        val = [(source / "val" / row["filename"], row["wnid"]) for row in csv.DictReader(f)]
+    train = [(path, path.parent.name) for path in sorted((source / "train").glob("*/*.JPEG"))]
+    for split, items in (("train", train), ("validation", val)):
+        with tf.io.TFRecordWriter(str(examples / records.shard_name(split, 0, 1))) as writer:
+            for path, wnid in items:
+                encoded = path.read_bytes()
+                example = records.classification_example(
+                    encoded=encoded, height=72, width=72, filename=path.name,
+                    source_id=path.stem, sha256=hashlib.sha256(encoded).hexdigest(),
+                    label=index[wnid], synset=wnid, text=dict(classes)[wnid])
+                writer.write(example.SerializeToString())
+    (examples / "labels.txt").write_text("".join(f"{w}\t{t}\n" for w, t in classes))
+    properties = {"task": "classification", "num_classes": len(classes), "splits": {
+        "train": {"written": len(train)}, "validation": {"written": len(val)}}}
+    (examples / "artifact.json").write_text(json.dumps({"properties": properties}))
+    return examples
+
+
+def train_demo_model(examples, output_dir, *, epochs: int, model: str = "cnn",
+                     model_options=None, seed: int = 1):
+    """The train stage's core on the demo Examples: a Model artifact directory."""
+    from edgeline.components.train import core as train_core
+    from edgeline.components.train.options import (
+        AugmentationOptions,
+        DataOptions,
+        OptimizerOptions,
+        TrainOptions,
+    )
+
+    options = TrainOptions(
+        model=model, model_options=model_options or {}, epochs=epochs, batch_size=32,
+        data=DataOptions(input_size=DEMO_INPUT_SIZE, augmentation=AugmentationOptions(
+            crop_area_range=(0.5, 1.0), horizontal_flip=False)),
+        optimizer=OptimizerOptions(name="adam", learning_rate=3e-3),
+        tensorboard=False, progress="off",
+    )
+    result = train_core.run(options=options, examples_dir=examples, output_dir=output_dir,
+                            work_dir=output_dir.parent / f"{output_dir.name}-work", seed=seed,
+                            deterministic=True,
+                            log=lambda message: None)
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_examples(tmp_path_factory):
+    return write_demo_examples(tmp_path_factory.mktemp("demo"), train_per_class=100,
+                               val_per_class=30)
+
+
+@pytest.fixture(scope="session")
+def demo_teacher(demo_examples, tmp_path_factory):
+    """The demo classifier (registry 'cnn', 32-64-128 wide), trained by the train stage: a
+    Model artifact, trained to its plateau (about 72% top-1 on the 300 validation images of
+    the 10 shapes at 40x40)."""
+    output = tmp_path_factory.mktemp("teacher") / "model"
+    return train_demo_model(demo_examples, output, epochs=20,
+                            model_options={"stage_widths": (32, 64, 128)})
+
+
+
+
+DEMO_DETECTION_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def demo_detection_examples(tmp_path_factory):
+    """The built-in detection set (three shape categories, 1-6 objects per image), at 64x64,
+    through the real ingest stage (Beam): shards, labels.txt and each split's COCO ground
+    truth."""
+    from edgeline.components.ingest import core as ingest_core
+    from edgeline.components.ingest.demo_data import write_detection_set
+    from edgeline.components.ingest.options import IngestOptions
+
+    root = tmp_path_factory.mktemp("demo_detection")
+    # At 64x64 (a quarter of the demo's area, to keep the suite fast) objects start at 16 px,
+    # so that a detector trained for a few CPU minutes finds them (COCO mAP well above the
+    # 0.01 and 0.03 tolerances the export tests compare against).
+    source = write_detection_set(root / "source", seed=0, train_images=320, val_images=80,
+                                 image_size=DEMO_DETECTION_SIZE, max_objects=3, min_side=16)
+    output = root / "examples"
+    ingest_core.run(IngestOptions(format="coco", source=str(source), train_shards=1,
+                                  val_shards=1, workers=1), output, seed=0)
+    return output
+
+
+@pytest.fixture(scope="session")
+def demo_detector(demo_detection_examples, tmp_path_factory):
+    """The registry's single-stage detector (narrow MobileNet v2 backbone), trained by the
+    train stage on the demo detection set: a Model artifact whose detections score a
+    non-trivial COCO mAP, so that comparisons of its forms compare real detections."""
+    from edgeline.components.train import core as train_core
+    from edgeline.components.train.options import (
+        AugmentationOptions,
+        DataOptions,
+        OptimizerOptions,
+        TrainOptions,
+    )
+
+    output = tmp_path_factory.mktemp("demo_detector") / "model"
+    options = TrainOptions(
+        model="mobilenet_v2_detector",
+        model_options={"backbone_width_multiplier": 0.35, "fpn_channels": 32,
+                       "head_channels": 32, "head_depth": 1},
+        epochs=16, batch_size=16,
+        data=DataOptions(input_size=(DEMO_DETECTION_SIZE, DEMO_DETECTION_SIZE), max_boxes=8,
+                         augmentation=AugmentationOptions(scale_jitter_range=(0.9, 1.1))),
+        optimizer=OptimizerOptions(name="adam", learning_rate=4e-3),
+        decoding={"score_threshold": 0.05},
+        box_map=False, tensorboard=False, progress="off",
+    )
+    return train_core.run(options=options, examples_dir=demo_detection_examples,
+                          output_dir=output, work_dir=output.parent / "work", seed=1,
+                          deterministic=True, log=lambda message: None)
+
+
 def pytest_configure(config):
     # Two cores: keep TensorFlow from oversubscribing them when pytest-xdist runs workers.
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")

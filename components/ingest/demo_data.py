@@ -228,7 +228,8 @@ def _overlap(box, boxes, limit: float = 0.1) -> bool:
     return False
 
 
-def _detection_image(rng: np.random.RandomState, size: int, max_objects: int):
+def _detection_image(rng: np.random.RandomState, size: int, max_objects: int,
+                     min_side: int = 10):
     image = _background(rng, size)
     draw = ImageDraw.Draw(image)
     mean_bg = tuple(int(v) for v in np.asarray(image).reshape(-1, 3).mean(0))
@@ -238,9 +239,9 @@ def _detection_image(rng: np.random.RandomState, size: int, max_objects: int):
         draw.line((xs[0], ys[0], xs[1], ys[1]), fill=_color(rng), width=1)
     objects, boxes = [], []
     for _ in range(rng.randint(1, max_objects + 1)):
-        # Log-uniform side from 10 px to 0.8 of the image: many COCO-small objects (area
-        # < 32^2), some medium and large, as COCO's size buckets need.
-        side = float(np.exp(rng.uniform(np.log(10), np.log(size * 0.8))))
+        # Log-uniform side from min_side (10 px) to 0.8 of the image: many COCO-small objects
+        # (area < 32^2), some medium and large, as COCO's size buckets need.
+        side = float(np.exp(rng.uniform(np.log(min_side), np.log(size * 0.8))))
         side = float(round(side))
         x0, y0 = (float(v) for v in rng.randint(0, int(size - side) + 1, 2))
         box = (x0, y0, x0 + side, y0 + side)
@@ -273,12 +274,17 @@ def write_detection_set(
     val_images: int = 100,
     image_size: int = 128,
     max_objects: int = 6,
+    min_side: int = 10,
 ) -> Path:
     """Write the detection demo set as COCO JSON (``train.json``, ``val.json``) plus
     ``images/``; return ``root``."""
     if train_images < 1 or val_images < 1:
         raise ValueError(
             f"Received: train_images={train_images}, val_images={val_images}; both must be >= 1"
+        )
+    if not 2 <= min_side <= image_size * 0.8:
+        raise ValueError(
+            f"Received: min_side={min_side}; must be in [2, 0.8 * image_size={image_size}]"
         )
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -288,7 +294,7 @@ def write_detection_set(
         images, annotations = [], []
         for _ in range(count):
             image_id += 1
-            image, objects = _detection_image(rng, image_size, max_objects)
+            image, objects = _detection_image(rng, image_size, max_objects, min_side)
             filename = f"{split}_{image_id:06d}.jpg"
             (root / "images" / filename).write_bytes(_jpeg(image, quality=92))
             images.append({"id": image_id, "file_name": filename, "width": image_size,
