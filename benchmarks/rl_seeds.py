@@ -39,6 +39,7 @@ def run_one(algorithm: str, seed: int) -> dict:
     """One seed of one algorithm, in this process."""
     import shutil
 
+    from edgeline.components.evaluate.options import EvaluateOptions
     from edgeline.components.rl import core
     from edgeline.components.rl.options import RlOptions
     from edgeline.pipeline.config import load_pipeline_config
@@ -46,10 +47,10 @@ def run_one(algorithm: str, seed: int) -> dict:
     config_file, step, target = CONFIGS[algorithm]
     config = load_pipeline_config(
         str(REPO / "configs" / config_file),
-        {"rl": RlOptions},
+        {"rl": RlOptions, "evaluate": EvaluateOptions},
         [f"seed={seed}", f"{step}.target_return={target}", f"{step}.stop_at_target=true"],
     )
-    options = config.steps[0].options
+    (options,) = [s.options for s in config.steps if s.stage == "rl"]
     workdir = WORK / f"{algorithm}-seed{seed}"
     shutil.rmtree(workdir, ignore_errors=True)
     started = time.time()

@@ -26,11 +26,13 @@ import contextlib
 import hashlib
 import json
 import math
+import random
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # is/disable_op_determinism
 from tf_agents.drivers import dynamic_episode_driver, dynamic_step_driver
@@ -54,15 +56,20 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 def seed_everything(seed: int) -> None:
-    """One seed for Python, NumPy, TensorFlow (op seeds derive from TensorFlow's) and Keras.
+    """One seed for Python, NumPy and TensorFlow (op seeds derive from TensorFlow's).
 
-    ``tf_keras.utils.set_random_seed`` also resets Keras' own seed generator, which unseeded
-    initializers draw from once anything in the process has set it: without it a second run
-    in the same process starts from other initial weights.
+    Keras draws the seeds of unseeded initializers from Python's ``random``, unless anything
+    in the process has called ``keras.utils.set_random_seed``, which installs a generator of
+    Keras' own that later runs would keep drawing from. That generator is cleared, so every
+    run in a process starts from the weights a fresh process would (the seeds measured in
+    benchmarks/rl_seeds.py run in fresh processes).
     """
-    import tf_keras
+    from tf_keras.src import backend as keras_backend
 
-    tf_keras.utils.set_random_seed(seed % (2**32))
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    tf.random.set_seed(seed)
+    keras_backend._SEED_GENERATOR.generator = None  # noqa: SLF001  (see the docstring)
 
 
 class Counters(tf.Module):

@@ -61,7 +61,7 @@ def test_dqn_options_choose_the_agent_variant_loss_and_optimizer():
     online.assign_add(tf.ones_like(online))
     for _ in range(7):  # once every target_update_period = 7 train steps
         double._update_target()  # noqa: SLF001
-    np.testing.assert_allclose(target.numpy(), before + 0.5, rtol=1e-5, atol=1e-6)  # float32
+    np.testing.assert_allclose(target.numpy(), before + 0.5, rtol=1e-5, atol=1e-6)  # float32 rounding near 0
     # The Q-network comes from the model registry, sized for CartPole's 2 actions.
     q_network = double._q_network  # noqa: SLF001
     assert q_network.name == "QNetwork_dqn_mlp_100_50"
