@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeline-installed
-PYTEST_ARGS ?=
+# Two pytest-xdist workers, one per core: most tests are single-threaded Python (Beam, tf.data,
+# small models, subprocesses); tests/conftest.py keeps a file's tests (and the demo models'
+# tests) in one worker. PYTEST_ARGS= runs them in one process.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: setup demo test test-fast bench lint clean
 
