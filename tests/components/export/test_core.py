@@ -76,11 +76,18 @@ def test_registry_classifier_float32_matches_keras(name, shapes_examples):
     The network is converted from memory by the export core's classifier path (the one
     ``core.run`` takes after loading a Model artifact), which saves the two minutes a
     SavedModel round trip of the largest networks costs; tests below cover the artifact."""
+    import gc
+
     import tensorflow as tf
+    import tf_keras as keras
 
     from edgeline import models
     from edgeline.components.export.data import load_images
 
+    # The sweep builds 15 networks (up to 36M parameters) in one process: drop the previous
+    # one's graph state first, or the worker's memory grows by gigabytes.
+    keras.backend.clear_session()
+    gc.collect()
     tf.keras.utils.set_random_seed(0)  # the same network every run
     size = max(IMAGE_SIZE, models.get(name).min_input_size)
     model = models.build(name, num_classes=len(SHAPE_CLASSES), input_shape=(size, size, 3))
