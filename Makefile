@@ -5,9 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeline-installed
 # Two pytest-xdist workers, one per core: most tests are single-threaded Python (Beam, tf.data,
-# small models, subprocesses); tests/conftest.py keeps a file's tests (and the demo models'
-# tests) in one worker. PYTEST_ARGS= runs them in one process.
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# small models, subprocesses). A file's tests stay in one worker (they share module fixtures:
+# a trained model, a pipeline run). PYTEST_ARGS= runs them all in one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: setup demo test test-fast bench lint clean
 

@@ -171,25 +171,6 @@ def demo_detector(demo_detection_examples, tmp_path_factory):
                           deterministic=True, log=lambda message: None)
 
 
-# Session fixtures that train a model: every test using one runs in one pytest-xdist worker,
-# so `make test`'s two workers do not both train the demo models.
-DEMO_MODEL_FIXTURES = frozenset({"demo_teacher", "demo_detector"})
-
-
-def pytest_collection_modifyitems(config, items):
-    """Group tests for ``pytest-xdist --dist loadgroup`` (what ``make test`` runs): the tests
-    of the demo models together, every other file's tests together (files share module
-    fixtures: a trained model, a pipeline run), files spread over the workers."""
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        if DEMO_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
-            group = "demo_models"
-        else:
-            group = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def pytest_configure(config):
     # Two cores: keep TensorFlow from oversubscribing them when pytest-xdist runs workers.
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
