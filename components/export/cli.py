@@ -58,6 +58,10 @@ def register(subparsers) -> None:
     tflite.add_argument("--include-preprocessing", action="store_true",
                         help="take uint8 RGB pixels and normalize inside the model, so an app "
                              "feeds camera pixels directly (detectors always do)")
+    tflite.add_argument("--per-tensor-weights", action="store_true",
+                        help="int8 weights with one scale per tensor instead of per output "
+                             "channel: a smaller file for narrow networks, judged by the "
+                             "parity gate")
     tflite.add_argument("--source", choices=("auto", "keras", "saved_model"), default="auto",
                         help="convert model.keras or saved_model/ (auto: Keras, else the "
                              "SavedModel)")
@@ -103,6 +107,7 @@ def _options(args: argparse.Namespace):
         return ExportOptions(
             quantize=args.quantize, io_type=args.io_type,
             include_preprocessing=args.include_preprocessing, source=args.source,
+            per_channel_weights=not args.per_tensor_weights,
             representative_size=args.representative_size,
             representative_split=args.representative_split, parity_split=args.parity_split,
             parity_size=args.parity_size, float_tolerance=args.float_tolerance,

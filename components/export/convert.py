@@ -81,7 +81,7 @@ def _representative_fn(representative: Representative, input_dtypes: Sequence) -
 
 def configure(converter, *, quantize: str, representative: Representative | None,
               io_type: str, input_dtypes: Sequence, quantization_aware: bool,
-              allow_float_ops: bool) -> None:
+              allow_float_ops: bool, per_channel_weights: bool = True) -> None:
     """Set a ``tf.lite.TFLiteConverter`` for one quantization mode."""
     import tensorflow as tf
 
@@ -103,6 +103,11 @@ def configure(converter, *, quantize: str, representative: Representative | None
                           stacklevel=3)
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if not per_channel_weights:
+        # One scale per weight tensor instead of one per output channel (TFLite's default,
+        # Krishnamoorthi 2018, Sec. 2): narrow networks carry a float32 scale and an int64
+        # zero point for every channel, which per-tensor scales save.
+        converter._experimental_disable_per_channel = True  # noqa: SLF001
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
         return
@@ -214,7 +219,8 @@ def freeze(function):
 
 
 def convert_keras(model, *, quantize: str = "none", representative: Representative | None = None,
-                  io_type: str = "float32", allow_float_ops: bool = False) -> bytes:
+                  io_type: str = "float32", allow_float_ops: bool = False,
+                  per_channel_weights: bool = True) -> bytes:
     """A tf_keras model as ``.tflite`` bytes.
 
     Args:
@@ -229,6 +235,8 @@ def convert_keras(model, *, quantize: str = "none", representative: Representati
             ``int8`` makes them int8 with the scale and zero point in the tensor details.
         allow_float_ops: with ``int8``, let ops without an int8 kernel stay float instead
             of failing.
+        per_channel_weights: int8 weights with one scale per output channel (the default) or
+            one per tensor.
 
     Returns:
         The flatbuffer bytes, with a ``serving_default`` signature named after the model's
@@ -240,7 +248,7 @@ def convert_keras(model, *, quantize: str = "none", representative: Representati
     return convert_concrete_function(
         trace_keras(model), quantize=quantize, representative=representative, io_type=io_type,
         allow_float_ops=allow_float_ops, quantization_aware=is_quantization_aware(model),
-        model=model,
+        model=model, per_channel_weights=per_channel_weights,
     )
 
 
@@ -273,7 +281,8 @@ def convert_saved_model(directory: str | os.PathLike, *, signature_key: str = "s
 def convert_concrete_function(function, trackable=None, *, quantize: str = "none",
                               representative: Representative | None = None,
                               io_type: str = "float32", allow_float_ops: bool = False,
-                              quantization_aware: bool = False, model=None) -> bytes:
+                              quantization_aware: bool = False, model=None,
+                              per_channel_weights: bool = True) -> bytes:
     """A ``tf.function``'s concrete function as ``.tflite`` bytes (frozen first, see
     :func:`freeze`). ``trackable`` is unused and kept for the converter's calling convention;
     ``model``, when given, names the layer of an op that fails."""
@@ -288,7 +297,7 @@ def convert_concrete_function(function, trackable=None, *, quantize: str = "none
                     if t.dtype != tf.resource]
     configure(converter, quantize=quantize, representative=representative, io_type=io_type,
               input_dtypes=input_dtypes, quantization_aware=quantization_aware,
-              allow_float_ops=allow_float_ops)
+              allow_float_ops=allow_float_ops, per_channel_weights=per_channel_weights)
     return run_converter(converter, model=model)
 
 

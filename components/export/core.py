@@ -181,7 +181,7 @@ def _model_input(pixels: np.ndarray, preprocessing, include_preprocessing: bool)
 def convert_classifier(source: Source, *, preprocessing, options: ExportOptions,
                        append_softmax: bool, representative: np.ndarray | None) -> bytes:
     settings = dict(quantize=options.quantize, representative=representative,
-                    io_type=options.io_type)
+                    io_type=options.io_type, per_channel_weights=options.per_channel_weights)
     if source.kind == "keras":
         export_model = graph.classifier_export_model(
             source.keras_model, preprocessing=preprocessing,

@@ -251,3 +251,20 @@ def test_demo_classifier_int8_size_and_top1(demo_teacher, demo_examples, tmp_pat
     assert ratio <= 0.3
     assert top1_float >= 0.5  # a trained classifier (chance is 0.1)
     assert top1_float - top1_int8 <= 0.02
+
+
+@pytest.mark.slow  # shares the demo classifier
+def test_per_tensor_weights_make_a_smaller_int8_file(demo_teacher, demo_examples, tmp_path):
+    """One weight scale per tensor instead of per output channel: a smaller file (no scale
+    and zero point per channel), still within the 2-point budget on the demo classifier."""
+    model_dir = demo_teacher.model_dir.directory
+    results = {}
+    for per_channel in (True, False):
+        results[per_channel] = core.run(
+            model_dir=model_dir, output_dir=tmp_path / f"per_channel_{per_channel}",
+            options=ExportOptions(quantize="int8", per_channel_weights=per_channel,
+                                  representative_size=300, measure_latency=False),
+            examples_dir=demo_examples)
+    per_channel, per_tensor = results[True].report, results[False].report
+    assert per_tensor["size_bytes"] < per_channel["size_bytes"]
+    assert per_tensor["parity"]["passed"] and per_tensor["parity"]["top1_drop"] <= 0.02
