@@ -153,7 +153,7 @@ class TFLitePredictor(Predictor):
         if len(inputs) != 1:
             raise UserError(f"the .tflite model takes {len(inputs)} inputs; expected one image")
         self._input = inputs[0]
-        self._output_names = _signature_output_names(self._interpreter)
+        self._output_names = signature_output_names(self._interpreter)
         self._batch = int(self._input["shape"][0])
         signature = self._input.get("shape_signature", self._input["shape"])
         self.batchable = int(signature[0]) == -1
@@ -215,7 +215,7 @@ class TFLitePredictor(Predictor):
         return {key: np.concatenate([p[key] for p in per_image]) for key in per_image[0]}
 
 
-def _signature_output_names(interpreter) -> dict[int, str]:
+def signature_output_names(interpreter) -> dict[int, str]:
     """Output tensor index -> its name in the model's one signature (``detection_boxes``...),
     which says what a tensor is; the tensor names themselves are often ``PartitionedCall:N``.
     Empty for a model without exactly one signature (tensor names are used then)."""

@@ -137,13 +137,10 @@ def output_order(model_content: bytes) -> list[str]:
     """The serving signature's output names in the order of the model's output tensors."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgeline.components.evaluate.predictors import signature_output_names
+
     interpreter = Interpreter(model_content=model_content)
-    signatures = interpreter.get_signature_list()  # {key: {"inputs": [...], "outputs": [...]}}
-    if not signatures:
-        return []
-    runner = interpreter.get_signature_runner(next(iter(signatures)))
-    by_index = {detail["index"]: name
-                for name, detail in runner.get_output_details().items()}
+    by_index = signature_output_names(interpreter)
     return [by_index.get(d["index"], d["name"]) for d in interpreter.get_output_details()]
 
 
