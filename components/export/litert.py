@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgeline.components.evaluate.predictors import dequantize, quantize
+
 # Float outputs of integer tensors: int8 in [-128, 127], uint8 in [0, 255].
 _INTEGER_RANGE = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255),
                   np.dtype(np.int16): (-32768, 32767)}
@@ -62,18 +64,6 @@ def _tensor_spec(detail: dict, signature_names: dict[int, str]) -> dict:
             else None
         ),
     }
-
-
-def quantize(values: np.ndarray, *, scale: float, zero_point: int, dtype) -> np.ndarray:
-    """Float -> integer with the tensor's affine parameters: q = round(real / scale) + zp."""
-    low, high = _INTEGER_RANGE[np.dtype(dtype)]
-    quantized = np.round(np.asarray(values, np.float32) / scale) + zero_point
-    return np.clip(quantized, low, high).astype(dtype)
-
-
-def dequantize(values: np.ndarray, *, scale: float, zero_point: int) -> np.ndarray:
-    """Integer -> float: real = scale * (q - zp)."""
-    return (scale * (values.astype(np.float32) - zero_point)).astype(np.float32)
 
 
 class LiteRTModel:
