@@ -181,10 +181,15 @@ def _writer_alive(staging_name: str) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         return False  # this process is starting a run: nothing of its own is in flight yet
+    return process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (signal 0 checks, sends nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # another user's process
     return True

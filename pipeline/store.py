@@ -12,6 +12,8 @@ Layout of a runs directory::
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 import uuid
@@ -20,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from edgeline.pipeline.artifacts import Artifact, sweep_stale, verify
+from edgeline.pipeline.artifacts import Artifact, process_alive, sweep_stale, verify
 from edgeline.pipeline.errors import UserError
 
 SCHEMA = """
@@ -48,7 +50,42 @@ class RunStore:
         sweep_stale(self.root / "artifacts")
         self._db = sqlite3.connect(self.root / "lineage.sqlite", timeout=30)
         self._db.executescript(SCHEMA)
+        self._add_runner_columns()
         self._db.commit()
+        self._mark_interrupted()
+
+    def _add_runner_columns(self) -> None:
+        # Which process runs a run: a run whose process died without recording its end
+        # (SIGKILL, power loss) is shown as interrupted instead of running for ever.
+        # Stores written before these columns existed get them here.
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        for name, kind in (("pid", "INTEGER"), ("host", "TEXT")):
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+    def _mark_interrupted(self) -> None:
+        """Runs (and their executions) still marked running whose process on this host is
+        gone: they were killed. Runs of other hosts sharing the directory are left alone."""
+        host = socket.gethostname()
+        stale = [
+            run_id
+            for run_id, pid, run_host in self._db.execute(
+                "SELECT id, pid, host FROM runs WHERE status='running'"
+            ).fetchall()
+            if run_host in (None, host) and not (pid and process_alive(int(pid)))
+        ]
+        for run_id in stale:
+            self._db.execute(
+                "UPDATE runs SET status='interrupted', "
+                "error='its process ended without recording the end of the run' WHERE id=?",
+                (run_id,),
+            )
+            self._db.execute(
+                "UPDATE executions SET status='interrupted' WHERE run_id=? AND status='running'",
+                (run_id,),
+            )
+        if stale:
+            self._db.commit()
 
     def close(self) -> None:
         self._db.close()
@@ -90,8 +127,10 @@ class RunStore:
         with open(run_dir / "config.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(resolved, f, sort_keys=False)
         self._db.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?)",
-            (run_id, pipeline, config_path, time.time(), None, "running", None),
+            "INSERT INTO runs (id, pipeline, config_path, started, finished, status, error, "
+            "pid, host) VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, pipeline, config_path, time.time(), None, "running", None, os.getpid(),
+             socket.gethostname()),
         )
         self._db.commit()
         return run_id
