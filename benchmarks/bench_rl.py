@@ -30,15 +30,18 @@ MAX_ENV_STEPS = 50_000
 
 
 def _cartpole_options(seed_overrides: dict | None = None):
-    from edgeline.components.rl.options import RlOptions
+    """The shipped config's rl step (the config also holds its evaluate step, so it is loaded
+    with every installed stage, as `edgeline run` loads it)."""
+    from edgeline.cli import stage_registry
     from edgeline.pipeline.config import load_pipeline_config
 
     config = load_pipeline_config(
         str(REPO / "configs" / "cartpole_dqn.yaml"),
-        {"rl": RlOptions},
+        stage_registry().options_types(),
         [f"cartpole_dqn.{key}={value}" for key, value in (seed_overrides or {}).items()],
     )
-    return config, config.steps[0].options
+    (options,) = [step.options for step in config.steps if step.stage == "rl"]
+    return config, options
 
 
 def run_edgeline_cartpole(workdir: Path, seed: int, overrides: dict) -> dict:

@@ -23,6 +23,7 @@ import edgeline  # noqa: F401
 
 HERE = Path(__file__).parent
 PARTS = ("ingest", "train", "evaluate", "rl", "compress", "export")
+MEASURED = "_measured"  # results.json: when each part was last measured, and how long it took
 COLUMNS = ("part", "figure", "value", "baseline", "baseline_value", "ratio", "target", "met",
            "note")
 
@@ -35,7 +36,8 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_results(rows: list[dict], path: Path, seconds: float) -> None:
+def write_results(rows: list[dict], path: Path, seconds: float,
+                  measured: dict[str, dict] | None = None) -> None:
     lines = [
         "# Benchmark results",
         "",
@@ -44,6 +46,13 @@ def write_results(rows: list[dict], path: Path, seconds: float) -> None:
         f"Python {platform.python_version()}, in {seconds / 60:.1f} minutes. "
         "Each figure is measured side by side with its baseline in the same script.",
         "",
+    ]
+    if measured:
+        # Parts can be rerun alone (`python -m benchmarks.run rl`): say when each was measured.
+        lines += ["Measured: " + "; ".join(
+            f"{part} {info['finished']} UTC ({info['minutes']:.1f} min)"
+            for part, info in measured.items()) + ".", ""]
+    lines += [
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
@@ -68,6 +77,7 @@ def main(argv: list[str]) -> int:
             print(f"[bench] {part}: no benchmark yet", file=sys.stderr)
             continue
         print(f"[bench] {part}: running", file=sys.stderr, flush=True)
+        part_started = time.time()
         try:
             rows = module.run(workdir / part)
         except Exception:
@@ -77,9 +87,15 @@ def main(argv: list[str]) -> int:
         for row in rows:
             row.setdefault("part", part)
         previous[part] = rows
+        previous.setdefault(MEASURED, {})[part] = {
+            "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "minutes": (time.time() - part_started) / 60,
+        }
         results_json.write_text(json.dumps(previous, indent=2))
     rows = [row for part in PARTS for row in previous.get(part, [])]
-    write_results(rows, HERE / "RESULTS.md", time.time() - started)
+    measured = previous.get(MEASURED, {})
+    write_results(rows, HERE / "RESULTS.md", time.time() - started,
+                  {part: measured[part] for part in PARTS if part in measured})
     print(f"[bench] wrote {HERE / 'RESULTS.md'}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -1,0 +1,45 @@
+"""The benchmark scripts' cheap parts, so `make bench` cannot rot between full runs (a full
+run takes about 40 minutes and is not part of the suite)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import bench_ingest, bench_rl, run
+
+
+def test_the_rl_benchmark_loads_the_shipped_cartpole_config_with_its_evaluate_step():
+    # configs/cartpole_dqn.yaml gained an evaluate step; the benchmark must still find the rl
+    # step's options (it once loaded the file with the rl stage alone and stopped).
+    config, options = bench_rl._cartpole_options({"max_env_steps": 1000})
+    assert [step.stage for step in config.steps] == ["rl", "evaluate"]
+    assert options.algorithm == "dqn"
+    assert options.max_env_steps == 1000
+    assert options.environment.name == "CartPole-v1"
+
+
+def test_sha256_note_splits_the_per_image_cost():
+    # 1000 images/s = 1.00 ms per image; 0.50 ms of it hashing leaves 2000 images/s.
+    note = bench_ingest.sha256_note(1000.0, 1600.0, 0.5)
+    assert "1.00 ms per image, 0.50 ms is the SHA-256" in note
+    assert "without it 2000 images/s = 1.25x tfds" in note
+
+
+def test_results_table_says_when_each_part_was_measured(tmp_path):
+    rows = [{"part": "ingest", "figure": "images/s", "value": 1524.5, "baseline": "tfds",
+             "baseline_value": 1957.6, "ratio": 0.78, "target": ">= 0.8x", "met": False,
+             "note": "explained"}]
+    path = tmp_path / "RESULTS.md"
+    run.write_results(rows, path, 120.0, {"ingest": {"finished": "2026-11-22 17:05",
+                                                      "minutes": 2.0}})
+    text = path.read_text()
+    assert "in 2.0 minutes" in text
+    assert "Measured: ingest 2026-11-22 17:05 UTC (2.0 min)." in text
+    assert "| ingest | images/s | 1524 | tfds | 1958 | 0.78 | >= 0.8x | **no** | explained |" \
+        in text
+
+
+@pytest.mark.parametrize("part", run.PARTS)
+def test_every_part_has_a_benchmark_with_a_run_function(part):
+    module = __import__(f"benchmarks.bench_{part}", fromlist=["run"])
+    assert callable(module.run)
