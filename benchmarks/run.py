@@ -41,15 +41,15 @@ def write_results(rows: list[dict], path: Path, seconds: float,
     lines = [
         "# Benchmark results",
         "",
-        f"Produced by `make bench` on {time.strftime('%Y-%m-%d')}, "
+        "Produced by `make bench` (`python -m benchmarks.run [PART ...]`) on "
         f"{platform.machine()} with {__import__('os').cpu_count()} CPU cores, "
-        f"Python {platform.python_version()}, in {seconds / 60:.1f} minutes. "
-        "Each figure is measured side by side with its baseline in the same script.",
+        f"Python {platform.python_version()}; the last invocation took {seconds / 60:.1f} "
+        "minutes. Each figure is measured side by side with its baseline in the same script.",
         "",
     ]
     if measured:
         # Parts can be rerun alone (`python -m benchmarks.run rl`): say when each was measured.
-        lines += ["Measured: " + "; ".join(
+        lines += ["Each part, when it finished and how long it took: " + "; ".join(
             f"{part} {info['finished']} UTC ({info['minutes']:.1f} min)"
             for part, info in measured.items()) + ".", ""]
     lines += [

@@ -33,8 +33,8 @@ def test_results_table_says_when_each_part_was_measured(tmp_path):
     run.write_results(rows, path, 120.0, {"ingest": {"finished": "2026-11-22 17:05",
                                                       "minutes": 2.0}})
     text = path.read_text()
-    assert "in 2.0 minutes" in text
-    assert "Measured: ingest 2026-11-22 17:05 UTC (2.0 min)." in text
+    assert "the last invocation took 2.0 minutes" in text
+    assert "how long it took: ingest 2026-11-22 17:05 UTC (2.0 min)." in text
     assert "| ingest | images/s | 1524 | tfds | 1958 | 0.78 | >= 0.8x | **no** | explained |" \
         in text
 
