@@ -405,16 +405,18 @@ def test_detector_input_must_be_a_multiple_of_32():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="passed alone; in the full CI suite LiteRT kept 7 detections where TF kept 8 "
-    "(a near-tie at the NMS threshold?): under investigation, see the session 1 note",
-)
 def test_detector_with_decoding_converts_to_tflite_builtins_and_matches():
     """The network and its decoding (soft-NMS) convert with TFLite's builtin op set alone
     (no Select-TF ops), and LiteRT reproduces TensorFlow's detections."""
     from ai_edge_litert.interpreter import Interpreter
 
+    # Seeded weights. Unseeded, they came from wherever earlier tests in the same worker had
+    # left the global RNG, and some draws make two candidates' scores tie within float
+    # rounding, which LiteRT and TensorFlow break differently (an order swap, or a different
+    # 10th detection at the max_detections cut): seed 6 of seeds 0-7 does (with the head
+    # kernels scaled by 8 instead of 4, seeds 2 and 6). The test is about conversion, so it
+    # uses a draw without such a tie.
+    keras.utils.set_random_seed(2)
     model = _tiny_detector()
     images = np.random.default_rng(5).uniform(-1, 1, (4, *INPUT_SIZE, 3)).astype(np.float32)
     # Batch-norm statistics from data (freshly initialized ones leave the features near zero
