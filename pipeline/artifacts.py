@@ -156,10 +156,41 @@ def publish(
         f.flush()
         os.fsync(f.fileno())
     if final_dir.exists():
-        # A corrupted earlier copy that the runner decided to rebuild.
-        shutil.rmtree(final_dir)
-    os.rename(tmp_dir, final_dir)
+        # An earlier artifact being replaced: a corrupted copy the runner rebuilds, or a CLI
+        # output given with --overwrite (check_output_dir has made sure it is edgeline's).
+        # Moved aside first, deleted only once the new one is in place, so a failure between
+        # the two renames never leaves the user with neither.
+        old = final_dir.parent / f".{final_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-old"
+        os.rename(final_dir, old)
+        os.rename(tmp_dir, final_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp_dir, final_dir)
     return artifact
+
+
+def check_output_dir(output: Path, overwrite: bool, *, flag: str = "--output") -> None:
+    """Refuse an output folder whose contents edgeline would destroy.
+
+    An output folder belongs to the user. It may be missing or empty; with ``overwrite`` it may
+    also hold an earlier edgeline artifact (its ``artifact.json`` says edgeline wrote it), which
+    :func:`publish` then swaps out only once the new artifact is complete. Any other non-empty
+    folder (a checkout, a home directory, ``--output .``) is refused, with or without
+    ``overwrite``: edgeline never deletes a folder it did not create.
+    """
+    from edgeline.pipeline.errors import UserError
+
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{flag} must be a folder, received a file: {str(output)!r}")
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not (output / ARTIFACT_FILE).is_file():
+        raise UserError(f"{flag} folder is not empty and holds no edgeline artifact: "
+                        f"{str(output)!r}; edgeline writes only into a new or empty folder, or "
+                        f"replaces an earlier edgeline output with --overwrite")
+    if not overwrite:
+        raise UserError(f"{flag} folder holds an earlier edgeline output: {str(output)!r} (pass "
+                        f"--overwrite to replace it once the new one is complete)")
 
 
 def sweep_stale(directory: Path) -> None:

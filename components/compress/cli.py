@@ -55,7 +55,11 @@ def register(subparsers) -> None:
     parser.add_argument("--examples", required=True, metavar="DIR",
                         help="the Examples the model was trained on (fine-tuning, evaluation)")
     parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the result goes (a Model, or a Frontier directory)")
+                        help="where the result goes (a Model, or a Frontier directory): a new "
+                        "or empty folder, or an earlier edgeline output with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds an earlier edgeline output (swapped only "
+                        "once the new result is complete)")
     parser.add_argument("--step", metavar="NAME",
                         help="the compress step to use when CONFIG is a pipeline with several")
     parser.add_argument("--frontier", action="store_true",
@@ -122,12 +126,14 @@ def load_options(args):
 
 
 def _cmd_compress(args) -> int:
-    import shutil
-
     from edgeline.models import io as model_io
+    from edgeline.pipeline import artifacts
+    from edgeline.pipeline.config import to_plain
     from edgeline.pipeline.errors import UserError
 
     options, seed, deterministic = load_options(args)
+    output = Path(args.output).absolute()
+    artifacts.check_output_dir(output, args.overwrite)
     for flag, path in (("--model", args.model), ("--examples", args.examples)):
         if not Path(path).is_dir():
             raise UserError(f"{flag}: not a directory: {path!r}")
@@ -135,23 +141,53 @@ def _cmd_compress(args) -> int:
         model_io.load_model_dir(args.model)
     except model_io.ModelDirError as err:
         raise UserError(f"--model: {err}") from None
-    output = Path(args.output)
-    if output.exists():
-        shutil.rmtree(output)
-    if options.mode == "frontier":
-        from edgeline.components.compress import frontier
+    inputs = {"model": _identity(Path(args.model)), "examples": _identity(Path(args.examples))}
+    identity = artifacts.fingerprint("compress", to_plain(options), inputs,
+                                     {"seed": seed, "deterministic": deterministic})
+    # Written aside and swapped in only when complete: a compress that fails leaves the
+    # previous output as it was.
+    staging = artifacts.staging_dir(output)
+    try:
+        if options.mode == "frontier":
+            from edgeline.components.compress import frontier
 
-        result = frontier.run(options=options, model_dir=args.model, examples_dir=args.examples,
-                              output_dir=output, seed=seed, deterministic=deterministic)
-        print((output / frontier.TABLE_FILE).read_text(), end="")
+            result = frontier.run(options=options, model_dir=args.model,
+                                  examples_dir=args.examples, output_dir=staging, seed=seed,
+                                  deterministic=deterministic)
+            table = (staging / frontier.TABLE_FILE).read_text()
+            artifact_type = "Frontier"
+        else:
+            from edgeline.components.compress import core
+
+            result = core.run(options=options, model_dir=args.model, examples_dir=args.examples,
+                              output_dir=staging, seed=seed, deterministic=deterministic)
+            artifact_type = "Model"
+        artifacts.publish(staging, output, type=artifact_type, producer="cli:compress",
+                          fingerprint=identity, inputs=inputs, properties=result.properties,
+                          metrics=result.metrics)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if options.mode == "frontier":
+        print(table, end="")
         print(f"chosen: {result.chosen or 'none within the budget'}")
         print(f"frontier written to {output}")
         return 0
-    from edgeline.components.compress import core
-
-    result = core.run(options=options, model_dir=args.model, examples_dir=args.examples,
-                      output_dir=output, seed=seed, deterministic=deterministic)
     for key, value in sorted(result.metrics.items()):
         print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
     print(f"compressed model written to {output}")
     return 0
+
+
+def _identity(directory: Path) -> str:
+    """An input artifact's fingerprint, or (outside a run store) its path."""
+    import json
+
+    from edgeline.pipeline.artifacts import ARTIFACT_FILE
+
+    try:
+        return json.loads((directory / ARTIFACT_FILE).read_text())["fingerprint"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return str(directory.resolve())

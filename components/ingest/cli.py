@@ -156,20 +156,6 @@ def _options_data(args: argparse.Namespace) -> dict:
     return data
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
-    from edgeline.pipeline.errors import UserError
-
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output must be a folder, received a file: {str(output)!r}")
-    if output.is_dir() and any(output.iterdir()):
-        if not overwrite:
-            raise UserError(f"--output folder is not empty: {str(output)!r} (pass --overwrite "
-                            "to replace an earlier ingest output)")
-        if not (output / "artifact.json").is_file():
-            raise UserError(f"--overwrite replaces only an earlier ingest output (with "
-                            f"artifact.json); {str(output)!r} is not one")
-
-
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from edgeline.components.ingest import core
     from edgeline.components.ingest.options import IngestOptions
@@ -178,7 +164,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     options = parse_dataclass(IngestOptions, _options_data(args), "ingest")
     output = Path(args.output).absolute()
-    _check_output(output, args.overwrite)
+    artifacts.check_output_dir(output, args.overwrite)
     staging = artifacts.staging_dir(output)
     try:
         result = core.run(options, staging,

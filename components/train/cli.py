@@ -48,7 +48,11 @@ def register(subparsers) -> None:
     parser.add_argument("--examples", required=True, metavar="DIR",
                         help="an Examples directory (ingest's output: shards and labels.txt)")
     parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the Model artifact goes (replaced if it exists)")
+                        help="where the Model artifact goes: a new or empty folder, or an "
+                        "earlier edgeline output with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds an earlier edgeline output (swapped only "
+                        "once the new model is complete)")
     parser.add_argument("--step", metavar="NAME",
                         help="the train step to use when CONFIG is a pipeline with several")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -131,6 +135,9 @@ def _cmd_train(args) -> int:
     if args.initial_model and not Path(args.initial_model).exists():
         raise UserError(f"--initial-model: path does not exist: {args.initial_model!r}")
     output = Path(args.output).resolve()
+    from edgeline.pipeline.artifacts import check_output_dir
+
+    check_output_dir(output, args.overwrite)  # before any work: a refusal costs nothing
     cache_dir = Path(args.cache_dir) if args.cache_dir else output.parent / ".train-cache"
     examples_identity = _examples_identity(examples)
     identity = run_identity(

@@ -44,3 +44,21 @@ def test_a_directory_that_is_not_a_model_is_exit_2(tmp_path):
                        str(tmp_path / "out"))
     assert result.returncode == 2, result.stderr
     assert "not a Model artifact" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_folder_edgeline_did_not_write_is_never_deleted(tmp_path, overwrite):
+    """compress once deleted --output before it started, whatever the folder held."""
+    config = tmp_path / "recipe.yaml"
+    config.write_text("steps:\n  - {method: bn_fold}\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result = _edgeline("compress", str(config), "--model", str(model), "--examples",
+                       str(tmp_path), "--output", str(mine), *overwrite)
+    assert result.returncode == 2, result.stderr
+    assert "holds no edgeline artifact" in result.stderr and "Traceback" not in result.stderr
+    assert (mine / "notes.txt").read_text() == "keep me"

@@ -175,3 +175,17 @@ def test_recipe_mode_from_the_command_line_writes_a_model_with_its_reports(
     for key in ("top1", "original_top1", "kernel_sparsity", "parameters"):
         assert key in metrics
     assert metrics["top1"] >= metrics["original_top1"] - 0.10
+
+    # The output is the user's: refused without --overwrite, and a compress that fails after
+    # it started (here: Examples with no shards) leaves the previous output as it was.
+    before = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    empty = tmp_path / "no_examples"
+    empty.mkdir()
+    rerun = ["compress", str(recipe), "--model", str(demo_teacher.model_dir.directory),
+             "--output", str(output), "--seed", "1"]
+    assert main([*rerun, "--examples", str(demo_examples)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*rerun, "--examples", str(empty), "--overwrite"]) != 0
+    after = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

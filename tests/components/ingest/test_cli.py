@@ -73,7 +73,7 @@ def test_output_folder_is_not_overwritten_by_accident(fault_set, tmp_path):
     (output / "precious.txt").write_text("keep me")
     with pytest.raises(UserError, match="not empty"):
         run_cli(["ingest", "imagenet", str(source), "--output", str(output)])
-    with pytest.raises(UserError, match="not one"):
+    with pytest.raises(UserError, match="holds no edgeline artifact"):
         run_cli(["ingest", "imagenet", str(source), "--output", str(output), "--overwrite"])
     assert (output / "precious.txt").read_text() == "keep me"
 

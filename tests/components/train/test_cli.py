@@ -70,3 +70,40 @@ def test_train_publishes_a_model_artifact(tmp_path, capsys, classification_examp
     assert "model.keras" in artifact["files"]
     assert not list((tmp_path / ".train-cache" / "train").iterdir())
     assert train_helpers.weights_of(output)
+
+    # The same --output again: refused without --overwrite, replaced with it.
+    first = (output / "artifact.json").read_text()
+    rerun = ["train", str(config), "--examples", str(classification_examples), "--output",
+             str(output), "--seed", "3"]
+    assert main(rerun) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (output / "artifact.json").read_text() == first
+    assert main([*rerun, "--overwrite"]) == 0
+    assert (output / "artifact.json").read_text() != first
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+@pytest.mark.parametrize("as_dot", [False, True])
+def test_a_folder_edgeline_did_not_write_is_never_replaced(tmp_path, capsys, monkeypatch,
+                                                           classification_examples, overwrite,
+                                                           as_dot):
+    """`--output .` in a checkout once deleted the checkout (sources, .git, .venv)."""
+    checkout = tmp_path / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (checkout / "train.py").write_text("print('mine')\n")
+    config = tmp_path / "train.yaml"
+    config.write_text("epochs: 1\n")
+    if as_dot:
+        monkeypatch.chdir(checkout)
+    output = "." if as_dot else str(checkout)
+    code = main(["train", str(config), "--examples", str(classification_examples), "--output",
+                 output, *overwrite])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "holds no edgeline artifact" in err
+    assert sorted(p.name for p in checkout.iterdir()) == [".git", "train.py"]
+    assert (checkout / "train.py").read_text() == "print('mine')\n"
+    assert (checkout / ".git" / "HEAD").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or p.name == ".train-cache"]
