@@ -120,8 +120,9 @@ def test_box_iou_and_giou_match_their_definitions():
 # -- target assignment ----------------------------------------------------------------------
 
 
-def _positives(ground_truth, input_size=(128, 128)):
-    targets = detector.assign_targets(np.asarray(ground_truth, np.float32), input_size=input_size)
+def _positives(ground_truth, input_size=(128, 128), center_radius=1.5):
+    targets = detector.assign_targets(np.asarray(ground_truth, np.float32), input_size=input_size,
+                                      center_radius=center_radius)
     points = detector.anchor_points(input_size)
     positive = targets.positive.numpy()[0]
     return points, positive, targets
@@ -140,6 +141,18 @@ def test_objects_go_to_the_level_of_their_size_and_the_cells_around_their_centre
     assert set(points.levels[positive]) == {1}
     points, positive, _ = _positives([[[14 / 128, 14 / 128, 114 / 128, 114 / 128, 0]]])
     assert set(points.levels[positive]) == {2} and positive.sum() == 4
+
+
+def test_the_default_radius_of_one_stride_keeps_the_cells_nearest_the_centre():
+    # Centred on a cell centre (60, 60): that cell alone; between four centres: those four.
+    points, positive, _ = _positives([[[52 / 128, 52 / 128, 68 / 128, 68 / 128, 1]]],
+                                     center_radius=1.0)
+    np.testing.assert_array_equal(points.centers[positive], [[60.0, 60.0]])
+    points, positive, _ = _positives([[[56 / 128, 56 / 128, 72 / 128, 72 / 128, 1]]],
+                                     center_radius=1.0)
+    assert sorted(map(tuple, points.centers[positive])) == [
+        (60.0, 60.0), (60.0, 68.0), (68.0, 60.0), (68.0, 68.0)]
+    assert detector.LossSettings(input_size=(128, 128)).center_radius == 1.0
 
 
 def test_padding_rows_and_empty_images_give_no_positives():
@@ -189,7 +202,7 @@ def test_losses_vanish_for_the_oracle_and_not_for_noise(box_loss):
         GROUND_TRUTH, noise.astype(np.float32), input_size=INPUT_SIZE, box_loss=box_loss
     )
     assert oracle["box"].numpy() < 1e-4
-    assert oracle["classification"].numpy() < 1e-6
+    assert oracle["classification"].numpy() < 1e-4  # BCE at logits of +-12: 6e-6 a class
     assert noisy["box"].numpy() > 0.1 and noisy["classification"].numpy() > 1.0
     assert oracle["num_positives"].numpy() == noisy["num_positives"].numpy() > 0
 
@@ -203,12 +216,51 @@ def test_objectness_target_is_the_iou_of_the_predicted_box():
 
     def objectness_loss(logit_at_positives):
         outputs[..., 4] = np.where(positive, logit_at_positives, -30.0)
-        terms = detector.detector_loss(GROUND_TRUTH, outputs, input_size=INPUT_SIZE)
+        terms = detector.detector_loss(GROUND_TRUTH, outputs, input_size=INPUT_SIZE,
+                                       objectness_target="iou")
         return float(terms["objectness"])
 
     at_iou = objectness_loss(_logit(1 / 2.25))
     assert at_iou < objectness_loss(_logit(1 / 2.25) + 0.3)
     assert at_iou < objectness_loss(_logit(1 / 2.25) - 0.3)
+
+
+def test_objectness_target_one_asks_for_certainty_at_every_positive_whatever_its_box():
+    """YOLOX's objectness (Ge et al., 2021): 1 at positives, so that it does not wait for the
+    boxes to be good before it separates objects from background."""
+    outputs = _oracle_outputs()
+    positive = detector.assign_targets(GROUND_TRUTH, input_size=INPUT_SIZE).positive.numpy()
+    outputs[..., 2:4] += np.log(1.5)  # boxes 1.5x too large: IoU 1 / 2.25
+
+    def objectness_loss(logit_at_positives):
+        outputs[..., 4] = np.where(positive, logit_at_positives, -30.0)
+        terms = detector.detector_loss(GROUND_TRUTH, outputs, input_size=INPUT_SIZE,
+                                       objectness_target="one")
+        return float(terms["objectness"])
+
+    losses = [objectness_loss(logit) for logit in (_logit(1 / 2.25), 2.0, 6.0, 12.0)]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 1e-3
+
+
+def test_bce_on_positives_ignores_class_logits_of_the_background():
+    """classification_loss='positive_bce' (YOLOX, YOLOv5): the classes are learned where there
+    is an object; telling objects from background is the objectness' job. The focal loss
+    (RetinaNet) scores every location's class logits instead."""
+    outputs = _oracle_outputs()
+    positive = detector.assign_targets(GROUND_TRUTH, input_size=INPUT_SIZE).positive.numpy()
+    noisy = outputs.copy()
+    noisy[..., 5:] = np.where(positive[..., None], outputs[..., 5:], 5.0)  # background: "yes"
+
+    def classification(raw, loss):
+        return float(detector.detector_loss(GROUND_TRUTH, raw, input_size=INPUT_SIZE,
+                                            classification_loss=loss)["classification"])
+
+    assert classification(noisy, "positive_bce") == pytest.approx(
+        classification(outputs, "positive_bce"), abs=1e-6)
+    assert classification(noisy, "focal") > 10 * classification(outputs, "focal") + 1.0
+    wrong = outputs.copy()
+    wrong[..., 5:] = np.where(positive[..., None], -outputs[..., 5:], outputs[..., 5:])
+    assert classification(wrong, "positive_bce") > 10.0  # the wrong class at every positive
 
 
 @pytest.mark.parametrize("box_loss", ["giou", "smooth_l1"])
@@ -265,6 +317,10 @@ def test_bad_loss_settings():
                                box_loss="l2")
     with pytest.raises(ValueError, match="focal_gamma=-1"):
         detector.DetectorLoss(input_size=INPUT_SIZE, focal_gamma=-1)
+    with pytest.raises(ValueError, match="classification_loss='softmax'"):
+        detector.DetectorLoss(input_size=INPUT_SIZE, classification_loss="softmax")
+    with pytest.raises(ValueError, match="objectness_target='centerness'"):
+        detector.DetectorLoss(input_size=INPUT_SIZE, objectness_target="centerness")
 
 
 # -- decoding -------------------------------------------------------------------------------
