@@ -116,6 +116,7 @@ CLASS_CHANNELS_START = 5
 # exp() of a larger log-size would exceed e^8 ~ 3000 strides: far outside any input, and near
 # float16's range under mixed precision.
 MAX_LOG_SIZE = 8.0
+MAX_SIZE_STRIDES = math.exp(MAX_LOG_SIZE)
 
 
 # -- architecture ---------------------------------------------------------------------------
@@ -217,6 +218,30 @@ def build_detector(
     return keras.Model(inputs, outputs, name=name)
 
 
+def head_outputs(model: keras.Model) -> keras.Model | None:
+    """The detector's three predictions before they are joined into one raw tensor: a model
+    with ``model``'s input and outputs ``box (N, A, 4)``, ``objectness (N, A, 1)`` and
+    ``classes (N, A, C)`` (locations in the raw output's order), or None when ``model`` has
+    no ``head<stride>_box / _objectness / _classes`` layers (a SavedModel, a rebuilt graph).
+
+    An int8 export needs them apart: joined, box offsets (about +-2) and logits (about +-20)
+    share one quantization scale, whose step of 0.13 moves a stride-32 box by 4 pixels.
+    """
+    parts = []
+    for kind in ("box", "objectness", "classes"):
+        per_level = []
+        for stride in DETECTOR_STRIDES:
+            try:
+                layer = model.get_layer(f"head{stride}_{kind}")
+            except ValueError:
+                return None
+            _, rows, cols, channels = layer.output.shape
+            per_level.append(keras.layers.Reshape(
+                (rows * cols, channels), name=f"head{stride}_{kind}_locations")(layer.output))
+        parts.append(keras.layers.Concatenate(axis=1, name=f"{kind}_outputs")(per_level))
+    return keras.Model(model.inputs, parts, name=f"{model.name}_heads")  # (N, A, 4|1|C)
+
+
 # -- locations and box coding ---------------------------------------------------------------
 
 
@@ -269,7 +294,10 @@ def decode_boxes(
     points = _check_locations(box_outputs.shape[-2], input_size, strides)
     stride = tf.constant(points.strides[:, None])  # (A, 1)
     centers = tf.constant(points.centers) + box_outputs[..., 0:2] * stride  # (N, A, 2) pixels
-    sizes = tf.exp(tf.minimum(box_outputs[..., 2:4], MAX_LOG_SIZE)) * stride  # (N, A, 2)
+    # Clamped after the exponential, not before: TFLite's quantizer gives MINIMUM's input the
+    # scale of its output, and through the slice that scale reached the whole raw tensor, so
+    # an int8 export clipped every objectness and class logit to the range of log-sizes.
+    sizes = tf.minimum(tf.exp(box_outputs[..., 2:4]), MAX_SIZE_STRIDES) * stride  # (N, A, 2)
     scale = tf.constant([1.0 / input_size[0], 1.0 / input_size[1]], dtype=tf.float32)
     return tf.concat([(centers - 0.5 * sizes) * scale, (centers + 0.5 * sizes) * scale], -1)
 
@@ -611,6 +639,35 @@ def decode_detections(
     A static batch size is decoded image by image in the graph (plain builtin ops for
     TFLite); an unknown one with ``tf.map_fn``.
     """
+    raw_outputs = tf.cast(raw_outputs, tf.float32)
+    return decode_head_outputs(
+        raw_outputs[..., 0:BOX_CHANNELS],
+        raw_outputs[..., OBJECTNESS_CHANNEL:CLASS_CHANNELS_START],
+        raw_outputs[..., CLASS_CHANNELS_START:],
+        input_size=input_size, strides=strides, max_detections=max_detections,
+        score_threshold=score_threshold, iou_threshold=iou_threshold,
+        soft_nms_sigma=soft_nms_sigma, pre_nms_top_k=pre_nms_top_k,
+        class_agnostic=class_agnostic,
+    )
+
+
+def decode_head_outputs(
+    box_outputs,
+    objectness_logits,
+    class_logits,
+    *,
+    input_size: tuple[int, int],
+    strides: tuple[int, ...] = DETECTOR_STRIDES,
+    max_detections: int = 100,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    soft_nms_sigma: float = 0.0,
+    pre_nms_top_k: int = 1000,
+    class_agnostic: bool = False,
+) -> dict[str, tf.Tensor]:
+    """:func:`decode_detections` of the raw output's three parts given apart: ``box_outputs
+    (N, A, 4)``, ``objectness_logits (N, A, 1)`` and ``class_logits (N, A, C)``, as
+    :func:`head_outputs` returns them."""
     if max_detections < 1 or pre_nms_top_k < 1:
         raise ValueError(
             f"Received: max_detections={max_detections}, pre_nms_top_k={pre_nms_top_k}; "
@@ -618,17 +675,16 @@ def decode_detections(
         )
     if soft_nms_sigma < 0:
         raise ValueError(f"Received: soft_nms_sigma={soft_nms_sigma}; it must be >= 0")
-    raw_outputs = tf.cast(raw_outputs, tf.float32)
-    boxes = decode_boxes(raw_outputs[..., 0:4], input_size, strides)  # (N, A, 4)
-    scores = tf.sigmoid(raw_outputs[..., OBJECTNESS_CHANNEL:CLASS_CHANNELS_START]) * tf.sigmoid(
-        raw_outputs[..., CLASS_CHANNELS_START:]
-    )  # (N, A, C)
+    box_outputs = tf.cast(box_outputs, tf.float32)
+    boxes = decode_boxes(box_outputs, input_size, strides)  # (N, A, 4)
+    scores = tf.sigmoid(tf.cast(objectness_logits, tf.float32)) * tf.sigmoid(
+        tf.cast(class_logits, tf.float32))  # (N, A, C)
     settings = dict(
         max_detections=max_detections, score_threshold=score_threshold,
         iou_threshold=iou_threshold, soft_nms_sigma=soft_nms_sigma,
         pre_nms_top_k=pre_nms_top_k, class_agnostic=class_agnostic,
     )
-    batch_size = raw_outputs.shape[0]
+    batch_size = box_outputs.shape[0]
     if batch_size is not None:
         per_image = [
             _decode_image(image_boxes, image_scores, **settings)

@@ -85,6 +85,10 @@ def register(subparsers) -> None:
              "(detectors) against the source model (default: "
              + ", ".join(f"{v} for {k}" for k, v in DEFAULT_MAX_METRIC_DROP.items()) + ")",
     )
+    tflite.add_argument(
+        "--max-relative-metric-drop", type=float, metavar="F",
+        help="quantized exports: largest allowed drop as a fraction of the source's metric "
+             "(0.05: keep at least 95%%); applies together with --max-metric-drop")
     tflite.add_argument("--max-detections", type=int, metavar="K",
                         help="detection slots of an exported detector (default: the model's)")
     tflite.add_argument("--latency-runs", type=int, default=30, metavar="N",
@@ -112,6 +116,7 @@ def _options(args: argparse.Namespace):
             representative_split=args.representative_split, parity_split=args.parity_split,
             parity_size=args.parity_size, float_tolerance=args.float_tolerance,
             float_map_tolerance=args.float_map_tolerance, max_metric_drop=args.max_metric_drop,
+            max_relative_metric_drop=args.max_relative_metric_drop,
             max_detections=args.max_detections, latency_warmup=args.latency_warmup,
             latency_runs=args.latency_runs, measure_latency=not args.no_latency,
             check_parity=not args.no_parity_check,

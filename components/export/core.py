@@ -232,7 +232,7 @@ def classification_parity(*, source_probabilities: np.ndarray, export_probabilit
                 "limit": options.float_tolerance}
     else:
         gate = {"figure": "top1_drop", "value": top1_source - top1_export,
-                "limit": options.metric_budget("classification")}
+                "limit": options.metric_budget("classification", top1_source)}
     # A tiny slack so that a drop of exactly the budget (one image of 50 is 0.02) passes.
     passed = gate["value"] <= gate["limit"] + 1e-9
     return {**figures, "gate": gate, "passed": bool(passed)}

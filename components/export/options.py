@@ -57,6 +57,9 @@ class ExportOptions:
       max_metric_drop: the most a quantized export (float16, dynamic, int8) may lose in the
         task metric (top-1 for classifiers, COCO mAP@[.5:.95] for detectors) against the
         source model; unset means 0.02 for classifiers and 0.03 for detectors.
+      max_relative_metric_drop: the most a quantized export may lose as a fraction of the
+        source model's metric (0.05: it keeps at least 95%, the bar EfficientDet-Lite's int8
+        files meet); both budgets apply when both are set.
       max_detections: fixed number of detection slots in the exported detector's outputs;
         unset means the model's own decoding setting.
       latency_warmup: untimed LiteRT runs before timing.
@@ -78,6 +81,7 @@ class ExportOptions:
     float_tolerance: float = 1e-4
     float_map_tolerance: float = 0.01
     max_metric_drop: float | None = None
+    max_relative_metric_drop: float | None = None
     max_detections: int | None = None
     latency_warmup: int = 5
     latency_runs: int = 30
@@ -102,6 +106,10 @@ class ExportOptions:
         if self.max_metric_drop is not None and not 0.0 <= self.max_metric_drop <= 1.0:
             raise ValueError(f"Received: max_metric_drop={self.max_metric_drop}; "
                              "max_metric_drop must be in [0, 1]")
+        if (self.max_relative_metric_drop is not None
+                and not 0.0 <= self.max_relative_metric_drop <= 1.0):
+            raise ValueError(f"Received: max_relative_metric_drop={self.max_relative_metric_drop}"
+                             "; max_relative_metric_drop must be in [0, 1]")
         if self.max_detections is not None and self.max_detections < 1:
             raise ValueError(f"Received: max_detections={self.max_detections}; "
                              "max_detections must be >= 1")
@@ -110,8 +118,11 @@ class ExportOptions:
                 raise ValueError(f"Received: {name}={getattr(self, name)!r}; a split name "
                                  "must not be empty")
 
-    def metric_budget(self, task: str) -> float:
-        """The allowed metric drop for a quantized export of a ``task`` model."""
-        if self.max_metric_drop is not None:
-            return self.max_metric_drop
-        return DEFAULT_MAX_METRIC_DROP[task]
+    def metric_budget(self, task: str, source_metric: float) -> float:
+        """The allowed metric drop for a quantized export of a ``task`` model whose source
+        scores ``source_metric``: the absolute budget, tightened by the relative one."""
+        budget = (self.max_metric_drop if self.max_metric_drop is not None
+                  else DEFAULT_MAX_METRIC_DROP[task])
+        if self.max_relative_metric_drop is not None:
+            budget = min(budget, self.max_relative_metric_drop * source_metric)
+        return budget

@@ -128,3 +128,46 @@ def test_a_saved_model_signature_converts_with_its_names(calibration, tmp_path):
     np.testing.assert_allclose(outputs, model(calibration).numpy(), atol=1e-5)
     with pytest.raises(UserError, match="no signature 'predict'"):
         convert.convert_saved_model(tmp_path / "saved_model", signature_key="predict")
+
+
+def test_selected_ops_stay_float_in_a_full_integer_model(calibration):
+    """``float_nodes``: a detector's decoding stays float32 while its network is int8 (what
+    components/export/detection.py asks for); the float part then computes in float."""
+    import tf_keras as keras
+
+    inputs = keras.Input((16, 16, 3), name="images")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = keras.layers.Dense(4, name="logits")(x)
+    scores = keras.layers.Activation("sigmoid", name="decode_scores")(logits)
+    # Not the last op: an op that makes an output is named by the signature, not its layer.
+    model = keras.Model(inputs, keras.layers.Reshape((2, 2), name="decode_reshape")(scores))
+
+    def types_of(content, op_name):
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=content)
+        tensors = interpreter.get_tensor_details()
+        return {tensors[index]["dtype"].__name__
+                for op in interpreter._get_ops_details() if op["op_name"] == op_name  # noqa: SLF001
+                for index in op["outputs"]}
+
+    everything = convert.convert_keras(model, quantize="int8", representative=calibration)
+    selective = convert.convert_keras(model, quantize="int8", representative=calibration,
+                                      float_nodes=lambda name: "decode_" in name)
+    assert types_of(everything, "LOGISTIC") == {"int8"}
+    assert types_of(selective, "LOGISTIC") == {"float32"}
+    assert types_of(selective, "CONV_2D") == {"int8"}  # the network stays integer
+    expected = model(calibration).numpy()
+    (outputs,) = litert.LiteRTModel(selective).predict(calibration)
+    np.testing.assert_allclose(outputs, expected, atol=3e-2)
+    # An int8 sigmoid's outputs lie on a grid of 1/256; the float one's do not.
+    (integer_outputs,) = litert.LiteRTModel(everything).predict(calibration)
+
+    def off_grid(values):
+        return np.abs(values * 256 - np.round(values * 256)) > 1e-3
+
+    assert not off_grid(integer_outputs).any() and off_grid(outputs).mean() > 0.9
+    with pytest.raises(UserError, match="selected no op"):
+        convert.convert_keras(model, quantize="int8", representative=calibration,
+                              float_nodes=lambda name: False)

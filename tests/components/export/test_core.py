@@ -268,3 +268,22 @@ def test_per_tensor_weights_make_a_smaller_int8_file(demo_teacher, demo_examples
     per_channel, per_tensor = results[True].report, results[False].report
     assert per_tensor["size_bytes"] < per_channel["size_bytes"]
     assert per_tensor["parity"]["passed"] and per_tensor["parity"]["top1_drop"] <= 0.02
+
+
+def test_a_relative_budget_tightens_the_absolute_one():
+    """max_relative_metric_drop=0.05: an int8 detector keeps at least 95% of its float mAP
+    (EfficientDet-Lite0 keeps 98.8%); the gate takes the tighter of the two budgets."""
+    from edgeline.components.export.detection import detection_parity
+
+    relative = ExportOptions(quantize="int8", max_relative_metric_drop=0.05)
+    assert relative.metric_budget("detection", 0.4) == pytest.approx(0.02)
+    assert relative.metric_budget("detection", 0.9) == pytest.approx(0.03)  # the default's
+    assert ExportOptions(quantize="int8").metric_budget("classification", 0.9) == 0.02
+    kept = detection_parity(map_source=0.70, map_export=0.67, images=100, quantize="int8",
+                            options=relative)
+    lost = detection_parity(map_source=0.70, map_export=0.66, images=100, quantize="int8",
+                            options=relative)
+    assert kept["passed"] and not lost["passed"]
+    assert lost["map_ratio"] == pytest.approx(0.66 / 0.70)
+    with pytest.raises(ValueError, match="max_relative_metric_drop=1.5"):
+        ExportOptions(max_relative_metric_drop=1.5)
