@@ -5,7 +5,9 @@
     edgeline ingest coco --images DIR --annotations FILE --output DIR [...]
 
 The output is a published Examples artifact (artifact.json included), written aside and
-renamed into place, so DIR holds either a whole result or nothing new.
+renamed into place, so DIR holds either a whole result or nothing new. A run that was killed
+leaves its hidden staging folder beside DIR (``.DIR.tmp-<pid>-<hex>``); the next run for DIR
+removes those whose writer is gone.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="JPEG quality for re-encoded images (grayscale, CMYK, PNG, ...); "
                              "other JPEGs pass through byte for byte (default: 95)")
     parser.add_argument("--verify-decode", action="store_true",
-                        help="also fully decode every passed-through JPEG, to catch corrupt "
-                             "image data (a full decode per image: slower)")
+                        help="also decode every passed-through JPEG in full (a full decode per "
+                             "image: slower); without it every JPEG written is still checked, "
+                             "segment by segment, to decode in TensorFlow")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace DIR if it holds an earlier ingest output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -165,6 +168,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     options = parse_dataclass(IngestOptions, _options_data(args), "ingest")
     output = Path(args.output).absolute()
     artifacts.check_output_dir(output, args.overwrite)
+    _remove_stale_staging(output)
     staging = artifacts.staging_dir(output)
     try:
         result = core.run(options, staging,
@@ -182,9 +186,25 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     for split, counts in result.properties["splits"].items():
+        boxes = (f"  boxes dropped {counts['boxes_dropped']} fixed {counts['boxes_fixed']}"
+                 if "boxes_dropped" in counts else "")
         print(f"{split:<10} seen {counts['seen']:>8}  written {counts['written']:>8}  "
               f"fixed {counts['fixed']:>6}  rejected {counts['rejected']:>6}  "
-              f"shards {counts['shards']}")
+              f"shards {counts['shards']}{boxes}")
     print(f"wrote {output} ({result.metrics['seconds']:.1f}s); rejected files are listed in "
           f"{output / 'rejected.jsonl'}")
     return 0
+
+
+def _remove_stale_staging(output: Path) -> None:
+    """Remove the staging folders of earlier runs for ``output`` whose writer is gone (killed:
+    a run that ends in any other way removes its own). Named as artifacts.staging_dir names
+    them; the writer's pid in the name keeps a live run's folder (artifacts._writer_alive)."""
+    import glob
+    import shutil
+
+    from edgeline.pipeline import artifacts
+
+    for path in output.parent.glob(glob.escape(f".{output.name}.tmp-") + "*"):
+        if path.is_dir() and not path.is_symlink() and not artifacts._writer_alive(path.name):
+            shutil.rmtree(path, ignore_errors=True)

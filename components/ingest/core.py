@@ -5,6 +5,7 @@
         labels.txt                        wnid<TAB>text, or category_id<TAB>name (detection)
         rejected.jsonl                    one line per input not written: path and reason
         fixed.jsonl                       one line per input re-encoded: path and what was done
+        boxes.jsonl                       detection: one line per box dropped or fixed, and why
         <split>_annotations.json          detection: the COCO ground truth of written images
         dataset_info.json, features.json  for tfds.builder_from_directory
 
@@ -107,7 +108,8 @@ def _plan(options: IngestOptions, source: str | None, val_labels, work_dir: Path
         return found.units, plan, extra
     from edgeline.components.ingest.coco import plan_coco
 
-    found = plan_coco(coco_splits(options, source))
+    splits_given = coco_splits(options, source)
+    found = plan_coco(splits_given)
     splits = [s for s in SPLITS if s in found.images]
     plan = IngestPlan(
         task="detection",
@@ -118,7 +120,8 @@ def _plan(options: IngestOptions, source: str | None, val_labels, work_dir: Path
     )
     labels = [f"{cid}\t{name}" for cid, name in found.categories.items()]
     extra = {"labels": labels, "class_names": [n for n in found.categories.values()],
-             "label_order": "COCO category ids", "ground_truth": found.ground_truth}
+             "label_order": "COCO category ids", "ground_truth": found.ground_truth,
+             "annotation_files": {c.split: c.annotations_path for c in splits_given}}
     return found.units, plan, extra
 
 
@@ -129,8 +132,8 @@ def _merge_reports(plan: IngestPlan) -> dict[str, dict]:
 
     merged = {}
     for split, count in plan.shard_counts.items():
-        summary = {"written": 0, "fixed": [], "rejected": [], "shard_lengths": [], "bytes": 0,
-                   "writer_seconds": 0.0}
+        summary = {"written": 0, "fixed": [], "rejected": [], "boxes": [], "shard_lengths": [],
+                   "bytes": 0, "writer_seconds": 0.0}
         for shard in range(count):
             path = report_path(plan.report_dir, split, shard)
             if not os.path.exists(path):
@@ -144,11 +147,28 @@ def _merge_reports(plan: IngestPlan) -> dict[str, dict]:
             summary["written"] += report["written"]
             summary["fixed"] += report["fixed"]
             summary["rejected"] += report["rejected"]
+            summary["boxes"] += report["boxes"]
             summary["shard_lengths"].append(report["written"])
             summary["bytes"] += report["bytes"]
             summary["writer_seconds"] += report["seconds"]
         merged[split] = summary
     return merged
+
+
+def _split_counts(plan: IngestPlan, split: str, summary: dict) -> dict:
+    counts = {
+        "seen": summary["written"] + len(summary["rejected"]),
+        "written": summary["written"],
+        "fixed": len(summary["fixed"]),
+        "rejected": len(summary["rejected"]),
+        "shards": plan.shard_counts[split],
+        "bytes": summary["bytes"],
+    }
+    if plan.task == "detection":
+        actions = [note["action"] for note in summary["boxes"]]
+        counts |= {"boxes_dropped": actions.count("dropped"),
+                   "boxes_fixed": actions.count("fixed")}
+    return counts
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -167,13 +187,19 @@ def _write_outputs(output_dir: Path, plan: IngestPlan, merged: dict, extra: dict
     _write_jsonl(output_dir / "fixed.jsonl", entries("fixed", ("path", "fix")))
     (output_dir / "labels.txt").write_text("\n".join(extra["labels"]) + "\n", encoding="utf-8")
     if plan.task == "detection":
-        from edgeline.components.ingest.coco import written_ground_truth
+        from edgeline.components.ingest.coco import write_ground_truth, written_ground_truth
+        from edgeline.components.ingest.sources import printable
 
+        boxes = [{"split": split, **note} for split, summary in merged.items()
+                 for note in summary["boxes"]]
+        boxes.sort(key=lambda r: (SPLITS.index(r["split"]), r["path"], r["index"]))
+        _write_jsonl(output_dir / "boxes.jsonl", boxes)
         for split, data in extra["ground_truth"].items():
-            ids = {str(i): i for i in plan.coco_images[split]}
+            ids = {printable(str(i)): i for i in plan.coco_images[split]}
             rejected = {ids[e["key"]] for e in merged[split]["rejected"]}
-            with open(output_dir / f"{split}_annotations.json", "w", encoding="utf-8") as f:
-                json.dump(written_ground_truth(data, rejected), f)
+            truth = written_ground_truth(data, rejected, merged[split]["boxes"])
+            write_ground_truth(str(output_dir / f"{split}_annotations.json"), truth,
+                               extra["annotation_files"][split])
 
 
 @contextlib.contextmanager
@@ -239,17 +265,7 @@ def run(
         merged = _merge_reports(plan)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    splits = {
-        split: {
-            "seen": summary["written"] + len(summary["rejected"]),
-            "written": summary["written"],
-            "fixed": len(summary["fixed"]),
-            "rejected": len(summary["rejected"]),
-            "shards": plan.shard_counts[split],
-            "bytes": summary["bytes"],
-        }
-        for split, summary in merged.items()
-    }
+    splits = {split: _split_counts(plan, split, summary) for split, summary in merged.items()}
     if not any(s["seen"] for s in splits.values()):
         raise UserError(f"no input files found in ingest source {source!r}")
     _write_outputs(output_dir, plan, merged, extra)
@@ -290,7 +306,8 @@ def _path_identity(path: str) -> str:
     digest = hashlib.sha256()
     if os.path.isfile(path):
         info = os.stat(path)
-        digest.update(f"{os.path.basename(path)}\t{info.st_size}\t{info.st_mtime_ns}".encode())
+        digest.update(f"{os.path.basename(path)}\t{info.st_size}\t{info.st_mtime_ns}".encode(
+            "utf-8", "surrogateescape"))
         return digest.hexdigest()
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -302,7 +319,8 @@ def _path_identity(path: str) -> str:
                 info = None
             rel = os.path.relpath(full, path)
             stamp = f"{info.st_size}\t{info.st_mtime_ns}" if info else "missing"
-            digest.update(f"{rel}\t{stamp}\n".encode())
+            # surrogateescape: a file name that is not UTF-8 hashes as its bytes (PEP 383).
+            digest.update(f"{rel}\t{stamp}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

@@ -37,9 +37,11 @@ from edgeline.components.ingest.images import PreparedImage
 from edgeline.components.ingest.plan import IngestPlan
 from edgeline.components.ingest.sources import (
     FileRef,
+    Scope,
     display_member,
     iter_tar,
-    walk_files,
+    list_files,
+    printable,
 )
 from edgeline.pipeline import records
 from edgeline.pipeline.errors import UserError
@@ -82,12 +84,14 @@ def read_ground_truth(path: str | None) -> dict[int | str, str]:
         path = os.path.join(tfds_imagenet_dir(), "validation_labels.txt")
     if not os.path.isfile(path):
         raise UserError(f"validation labels file does not exist: {path!r}")
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    text = _read_text(path, "validation labels file")
     lines = text.split()
     if len(lines) == text.count("\n") + (not text.endswith("\n")) and "," not in text:
         return dict(enumerate(lines, start=1))  # one wnid per line, as tfds ships it
-    rows = [row for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
+    try:
+        rows = [row for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
+    except csv.Error as err:
+        raise UserError(f"{path}: not a CSV file ({err})") from None
     if not rows:
         raise UserError(f"validation labels file is empty: {path!r}")
     if rows[0][0].strip().lower() in ("filename", "file", "file_name", "imageid", "image"):
@@ -111,12 +115,21 @@ def read_ground_truth(path: str | None) -> dict[int | str, str]:
 def read_class_names(path: str) -> dict[str, str]:
     """wnid -> text from lines ``wnid<space or tab>text``."""
     names = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.strip().split(None, 1)
-            if parts:
-                names[parts[0]] = parts[1].strip() if len(parts) > 1 else parts[0]
+    for line in _read_text(path, "class names file").splitlines():
+        parts = line.strip().split(None, 1)
+        if parts:
+            names[parts[0]] = parts[1].strip() if len(parts) > 1 else parts[0]
     return names
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except UnicodeDecodeError as err:
+        raise UserError(f"{what} is not UTF-8 text: {path!r} (byte {err.start})") from None
+    except OSError as err:
+        raise UserError(f"cannot read {what} {path!r}: {err.strerror or err}") from None
 
 
 # -- layout ---------------------------------------------------------------------------------
@@ -129,12 +142,19 @@ class ImagenetLayout:
     val_tar: str | None = None
 
 
+def _entries(directory: str) -> list[os.DirEntry]:
+    try:
+        return sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError as err:
+        raise UserError(f"cannot list the folder {directory!r}: {err.strerror or err}") from None
+
+
 def _subdirs(directory: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir())
+    return [e.name for e in _entries(directory) if e.is_dir()]
 
 
 def _top_files(directory: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(directory) if not e.is_dir())
+    return [e.name for e in _entries(directory) if not e.is_dir()]
 
 
 def discover(source: str) -> ImagenetLayout:
@@ -165,6 +185,11 @@ def discover(source: str) -> ImagenetLayout:
                 f"ingest source holds both {os.path.basename(folder)}/ and "
                 f"{os.path.basename(tar)}; keep one of them: {root!r}"
             )
+    if layout.train_dir and layout.val_dir:
+        train, val = (os.path.realpath(p) for p in (layout.train_dir, layout.val_dir))
+        if train == val or train.startswith(val + os.sep) or val.startswith(train + os.sep):
+            raise UserError(f"the train and validation folders of {root!r} are the same files "
+                            f"({train!r} and {val!r}): one image would be in both splits")
     if any((layout.train_dir, layout.train_tar, layout.val_dir, layout.val_tar)):
         return layout
     if any(not name.startswith(".") for name in _subdirs(root)):
@@ -182,15 +207,17 @@ class ClassFolderUnit:
 
     split: str
     directory: str
-    class_name: str
+    class_name: str  # printable: the folder's name with any non-UTF-8 bytes escaped
+    scope: Scope
     reject: str | None = None  # set for folders that cannot be a class
 
     def list_refs(self, plan: IngestPlan) -> Iterator[FileRef]:
         reject = self.reject or _class_problem(plan, self.class_name)
-        for rel in walk_files(self.directory):
-            path = os.path.join(self.directory, rel)
-            yield FileRef(self.split, f"{self.class_name}/{rel}", path, path,
-                          label=self.class_name, reject=reject)
+        for listed in list_files(self.directory, self.scope):
+            name = printable(listed.name)
+            display = printable(os.path.join(self.directory, listed.name))
+            yield FileRef(self.split, f"{self.class_name}/{name}", display, listed.path,
+                          label=self.class_name, reject=listed.reject or reject)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,15 +228,18 @@ class FlatFolderUnit:
     split: str
     directory: str
     labelled: bool
+    scope: Scope
 
     def list_refs(self, plan: IngestPlan) -> Iterator[FileRef]:
-        for name in _top_files(self.directory):
-            path = os.path.join(self.directory, name)
+        for listed in list_files(self.directory, self.scope, top_only=True):
+            name = printable(listed.name)
             if self.labelled:
                 wnid, reject = _ground_truth(plan, name)
             else:
                 wnid, reject = None, "not inside a class folder"
-            yield FileRef(self.split, name, path, path, label=wnid, reject=reject)
+            display = printable(os.path.join(self.directory, listed.name))
+            yield FileRef(self.split, name, display, listed.path, label=wnid,
+                          reject=listed.reject or reject)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,15 +259,15 @@ class ClassTarUnit:
             try:
                 entries = list(iter_tar(f, self.offset, self.size))
             except Exception as err:  # noqa: BLE001 - a broken inner tar is one rejected input
-                display = display_member(self.tar_path, self.member)
-                yield FileRef(self.split, self.member, display, self.tar_path,
+                display = printable(display_member(self.tar_path, self.member))
+                yield FileRef(self.split, printable(self.member), display, self.tar_path,
                               reject=f"unreadable per-class tar: {err}")
                 return
         for entry in entries:
             yield FileRef(
                 self.split,
-                f"{self.class_name}/{entry.name}",
-                display_member(self.tar_path, self.member, entry.name),
+                f"{self.class_name}/{printable(entry.name)}",
+                printable(display_member(self.tar_path, self.member, entry.name)),
                 self.tar_path,
                 entry.offset,
                 entry.size,
@@ -257,11 +287,12 @@ class FlatTarUnit:
         with open(self.tar_path, "rb") as f:
             entries = list(iter_tar(f))
         for entry in entries:
-            wnid, reject = _ground_truth(plan, entry.name)
+            name = printable(entry.name)
+            wnid, reject = _ground_truth(plan, name)
             yield FileRef(
                 self.split,
-                entry.name,
-                display_member(self.tar_path, entry.name),
+                name,
+                printable(display_member(self.tar_path, entry.name)),
                 self.tar_path,
                 entry.offset,
                 entry.size,
@@ -306,52 +337,60 @@ def _open_tar_members(tar_path: str):
             raise UserError(f"cannot read {tar_path!r} as an uncompressed tar: {err}") from None
 
 
-def _train_units(layout: ImagenetLayout) -> tuple[list, list[str]]:
+def _class_folders(split: str, folder: str, scope: Scope) -> tuple[list, list[str]]:
+    """A unit for each class folder in ``folder``, and one for the files beside them; hidden
+    folders and links to folders are listed as rejected (see sources.Scope)."""
+    units: list = [FlatFolderUnit(split, folder, labelled=split == "validation", scope=scope)]
+    classes: list[str] = []
+    for entry in _entries(folder):
+        if not entry.is_dir():
+            continue
+        name = printable(entry.name)
+        if entry.is_symlink():
+            problem = scope.link_problem(entry.path)
+            units.append(RejectedUnit(FileRef(split, name, printable(entry.path), entry.path,
+                                              reject=f"class folder is a {problem}")))
+            continue
+        if name.startswith("."):
+            units.append(ClassFolderUnit(split, entry.path, name, scope,
+                                         reject="inside a hidden folder, not a class"))
+        else:
+            units.append(ClassFolderUnit(split, entry.path, name, scope))
+            classes.append(name)
+    return units, classes
+
+
+def _train_units(layout: ImagenetLayout, scope: Scope) -> tuple[list, list[str]]:
     """Units and class names of the train split."""
     units: list = []
     classes: list[str] = []
     if layout.train_dir:
-        units.append(FlatFolderUnit("train", layout.train_dir, labelled=False))
-        for name in _subdirs(layout.train_dir):
-            directory = os.path.join(layout.train_dir, name)
-            if name.startswith("."):
-                units.append(ClassFolderUnit("train", directory, name,
-                                             reject="inside a hidden folder, not a class"))
-            else:
-                units.append(ClassFolderUnit("train", directory, name))
-                classes.append(name)
+        units, classes = _class_folders("train", layout.train_dir, scope)
     elif layout.train_tar:
         for entry in _open_tar_members(layout.train_tar):
-            display = display_member(layout.train_tar, entry.name)
+            display = printable(display_member(layout.train_tar, entry.name))
             reject = entry.reject
             if reject is None and not entry.name.endswith(".tar"):
                 reject = "not a per-class tar (<wnid>.tar)"
             if reject:
-                ref = FileRef("train", entry.name, display, layout.train_tar, entry.offset,
-                              entry.size, reject=reject)
+                ref = FileRef("train", printable(entry.name), display, layout.train_tar,
+                              entry.offset, entry.size, reject=reject)
                 units.append(RejectedUnit(ref))
                 continue
-            name = os.path.basename(entry.name)[: -len(".tar")]
+            name = printable(os.path.basename(entry.name)[: -len(".tar")])
             units.append(ClassTarUnit("train", layout.train_tar, entry.name, name,
                                       entry.offset, entry.size))
             classes.append(name)
     return units, classes
 
 
-def _validation_units(layout: ImagenetLayout) -> tuple[list, list[str], bool]:
+def _validation_units(layout: ImagenetLayout, scope: Scope) -> tuple[list, list[str], bool]:
     """Units, class-folder names and whether flat (ground-truth labelled) files exist."""
     if layout.val_tar:
         return [FlatTarUnit("validation", layout.val_tar)], [], True
     if not layout.val_dir:
         return [], [], False
-    units: list = [FlatFolderUnit("validation", layout.val_dir, labelled=True)]
-    folders = []
-    for name in _subdirs(layout.val_dir):
-        directory = os.path.join(layout.val_dir, name)
-        reject = "inside a hidden folder, not a class" if name.startswith(".") else None
-        units.append(ClassFolderUnit("validation", directory, name, reject=reject))
-        if reject is None:
-            folders.append(name)
+    units, folders = _class_folders("validation", layout.val_dir, scope)
     return units, folders, bool(_top_files(layout.val_dir))
 
 
@@ -370,8 +409,10 @@ def plan_imagenet(
 ) -> ImagenetPlan:
     """Find the layout, the classes and the ground truth; list the units of work."""
     layout = discover(source)
-    train_units, train_classes = _train_units(layout)
-    val_units, val_folders, flat_val = _validation_units(layout)
+    # The layout folders may be links (train/ on another disk); nothing below them is followed.
+    scope = Scope.of(layout.root, layout.train_dir, layout.val_dir)
+    train_units, train_classes = _train_units(layout, scope)
+    val_units, val_folders, flat_val = _validation_units(layout, scope)
     if layout.train_dir or layout.train_tar:
         if not train_classes:
             where = layout.train_dir or layout.train_tar

@@ -57,7 +57,8 @@ class IngestOptions:
     beam_options: tuple[str, ...] = ()
     # JPEG quality of re-encoded images (grayscale, CMYK, PNG...); others pass through.
     reencode_quality: int = 95
-    # Also fully decode every passed-through JPEG (finds corrupt image data; slower).
+    # Also decode every passed-through JPEG in full (a full decode each). Without it every JPEG
+    # written is already walked to its end, so that TensorFlow decodes it (images.py).
     verify_decode: bool = False
 
     def __post_init__(self):

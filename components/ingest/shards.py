@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from edgeline.components.ingest import tfrecord
 from edgeline.components.ingest.images import ImageRejected, prepare_image
 from edgeline.components.ingest.plan import IngestPlan
-from edgeline.components.ingest.sources import FileRef, read_bytes
+from edgeline.components.ingest.sources import FileRef, InputRefused, read_bytes
 from edgeline.pipeline import records
 
 
@@ -45,7 +45,7 @@ def report_path(report_dir: str, split: str, shard: int) -> str:
 
 
 def _features(plan: IngestPlan, ref: FileRef, data: bytes):
-    """(features, fix) for one input, or ImageRejected."""
+    """(features, fix, box notes) for one input, or ImageRejected."""
     image = prepare_image(
         data, quality=plan.reencode_quality, verify_decode=plan.verify_decode
     )
@@ -53,13 +53,14 @@ def _features(plan: IngestPlan, ref: FileRef, data: bytes):
     if plan.task == "classification":
         from edgeline.components.ingest.imagenet import classification_features
 
-        return classification_features(plan, ref, image, sha256), image.fix
+        return classification_features(plan, ref, image, sha256), image.fix, []
     from edgeline.components.ingest.coco import detection_features, size_problem
 
     problem = size_problem(plan.coco_images[ref.split][ref.label], image)
     if problem:
         raise ImageRejected(problem)
-    return detection_features(plan, ref, image, sha256), image.fix
+    features, box_notes = detection_features(plan, ref, image, sha256)
+    return features, image.fix, box_notes
 
 
 def write_shard(plan: IngestPlan, split: str, shard: int, refs: Iterable[FileRef]) -> dict:
@@ -67,17 +68,18 @@ def write_shard(plan: IngestPlan, split: str, shard: int, refs: Iterable[FileRef
     started = time.perf_counter()
     count = plan.shard_counts[split]
     path = os.path.join(plan.output_dir, records.shard_name(split, shard, count))
-    report = {"split": split, "shard": shard, "written": 0, "fixed": [], "rejected": []}
+    report = {"split": split, "shard": shard, "written": 0, "fixed": [], "rejected": [],
+              "boxes": []}
     with tfrecord.TFRecordWriter(path) as writer:
         for ref in sorted(refs, key=order_in_shard):
             reason = ref.reject
             if reason is None:
                 try:
-                    features, fix = _features(plan, ref, read_bytes(ref))
-                except ImageRejected as err:
+                    features, fix, box_notes = _features(plan, ref, read_bytes(ref))
+                except (ImageRejected, InputRefused) as err:
                     reason = str(err)
                 except OSError as err:
-                    reason = f"unreadable: {err}"
+                    reason = f"unreadable: {err.strerror or err}"
             if reason is not None:
                 report["rejected"].append(
                     {"path": ref.display_path, "key": ref.key, "reason": reason}
@@ -87,6 +89,7 @@ def write_shard(plan: IngestPlan, split: str, shard: int, refs: Iterable[FileRef
             report["written"] += 1
             if fix:
                 report["fixed"].append({"path": ref.display_path, "key": ref.key, "fix": fix})
+            report["boxes"] += ({"path": ref.display_path, **note} for note in box_notes)
     report["bytes"] = writer.bytes_written
     report["seconds"] = time.perf_counter() - started
     tmp = report_path(plan.report_dir, split, shard) + ".tmp"

@@ -8,6 +8,12 @@ its own files (see beam_pipeline.py for why).
 
 A unit of work (a class folder, a per-class tar, a validation tar, a chunk of COCO images)
 lists its files as refs in a worker, so listing the 1.28M training files is parallel too.
+
+Only regular files are read, and at most :data:`MAX_FILE_BYTES` of them: a named pipe would
+block a reader forever and a device (``/dev/zero``) never ends. Symbolic links below the
+layout folders are not followed (:class:`Scope` says why) and are listed with the reason, as
+special files are. File names that are not UTF-8 (Python keeps their bytes as lone surrogates,
+PEP 383) are named in the records and reports with ``\\xNN`` escapes.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import stat
 import tarfile
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -31,11 +38,57 @@ class FileRef(NamedTuple):
     reject: str | None = None  # set when listing already found the input unusable
 
 
+# The most bytes read for one input: a JPEG TensorFlow decodes holds under 2**29 bytes of pixels
+# (jpeg_mem.cc), and Pillow refuses images of more than 2 * 89.5M pixels; no encoder needs more
+# bytes than that to store them.
+MAX_FILE_BYTES = 1 << 29
+
+
+class InputRefused(Exception):
+    """The input cannot be read as an image file; the message is the reason."""
+
+
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes of a file name that are not UTF-8, which Python keeps
+    as lone surrogates (PEP 383), become ``\\xNN`` escapes, as ``ls -b`` shows them."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to (from JSON)
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISDIR, "folder"), (stat.S_ISLNK, "symbolic link")):
+        if test(mode):
+            return kind
+    return "regular file" if stat.S_ISREG(mode) else "special file"
+
+
 def read_bytes(ref: FileRef) -> bytes:
-    """The input's bytes; OSError when the file is gone or a tar ends early."""
-    with open(ref.file_path, "rb") as f:
+    """The input's bytes. :class:`InputRefused` for what is not a regular file or is too large
+    (checked on the open file, so a file swapped for a pipe after listing is caught too);
+    OSError when the file is gone or a tar ends early."""
+    if ref.size > MAX_FILE_BYTES:
+        raise InputRefused(f"{ref.size} bytes, over the {MAX_FILE_BYTES} bytes read for one image")
+    # O_NONBLOCK: opening a named pipe must not wait for a writer (it has no effect on files).
+    descriptor = os.open(ref.file_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(descriptor, "rb") as f:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputRefused(f"not a regular file ({file_kind(info.st_mode)}), not read")
         if ref.size < 0:
-            return f.read()
+            if info.st_size > MAX_FILE_BYTES:
+                raise InputRefused(f"{info.st_size} bytes, over the {MAX_FILE_BYTES} bytes read "
+                                   "for one image")
+            return f.read(info.st_size)  # a file that grows meanwhile is read to its old size
         f.seek(ref.offset)
         data = f.read(ref.size)
     if len(data) != ref.size:
@@ -124,11 +177,83 @@ def display_member(tar_path: str, *members: str) -> str:
     return f"{tar_path}:{'/'.join(members)}"
 
 
-def walk_files(directory: str) -> Iterator[str]:
-    """Relative POSIX paths of every file below ``directory``, in sorted order."""
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        relative_root = os.path.relpath(root, directory)
-        for name in sorted(files):
-            rel = name if relative_root == "." else os.path.join(relative_root, name)
-            yield rel.replace(os.sep, "/")
+def _within(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+               for folder in folders)
+
+
+class Scope(NamedTuple):
+    """The real paths of the folders a source's files may be read from: the layout folders
+    the user named (SOURCE, its train/ and val/, a COCO image folder), links among them
+    resolved. Below them no symbolic link is followed: one pointing out of the scope would read
+    files the user did not give, and one pointing into it would make one file two examples
+    (perhaps under two labels, or in both splits), which workers listing their own folders
+    cannot see; such links are listed with the reason instead."""
+
+    roots: tuple[str, ...]
+
+    @classmethod
+    def of(cls, *folders: str | None) -> Scope:
+        return cls(tuple(os.path.realpath(folder) for folder in folders if folder))
+
+    def link_problem(self, link: str) -> str:
+        """Why the symbolic link ``link`` is not followed."""
+        target = os.path.realpath(link)
+        shown = printable(target)
+        if not os.path.exists(target):
+            return f"broken symbolic link (to {shown})"
+        if not _within(target, self.roots):
+            return f"symbolic link to {shown}, outside the source (not followed)"
+        return (f"symbolic link to {shown} (not followed: inside the source a link could make "
+                "one file two examples)")
+
+    def path_problem(self, path: str) -> tuple[str, str | None]:
+        """For a path named by the input (a COCO file_name): (the file to read, why it is not
+        read or None). A link may lead anywhere inside the scope: each name is one input."""
+        try:
+            target = os.path.realpath(path)
+            info = os.stat(target)
+        except (OSError, ValueError):  # missing, or a name with a NUL byte
+            return path, "file not found"
+        if not _within(target, self.roots):
+            return path, (f"resolves to {printable(target)} through a symbolic link, outside the "
+                          "images folder (not read)")
+        if not stat.S_ISREG(info.st_mode):
+            return path, f"not a regular file ({file_kind(info.st_mode)}), not read"
+        return target, None
+
+
+class Listed(NamedTuple):
+    name: str  # relative POSIX path below the listed folder (may hold surrogates)
+    path: str  # the file to read
+    reject: str | None  # why it is not read
+
+
+def list_files(directory: str, scope: Scope, *, top_only: bool = False) -> Iterator[Listed]:
+    """Every entry below ``directory`` (only those directly in it with ``top_only``, folders
+    left out), each folder's in sorted order. Special files and symbolic links come back with
+    the reason they are not read (see :class:`Scope`) instead of being dropped."""
+    pending = [("", directory)]  # (name prefix, folder): a stack, not recursion, for any depth
+    while pending:
+        prefix, folder = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as err:
+            yield Listed(prefix.rstrip("/") or ".", folder,
+                         f"unreadable folder: {err.strerror or err}")
+            continue
+        below = []
+        for entry in entries:
+            name = prefix + entry.name
+            if top_only and entry.is_dir():  # folders, linked or not, are units of their own
+                continue
+            if entry.is_symlink():
+                yield Listed(name, entry.path, scope.link_problem(entry.path))
+            elif entry.is_dir(follow_symlinks=False):
+                below.append((name + "/", entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                yield Listed(name, entry.path, None)
+            else:
+                kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
+                yield Listed(name, entry.path, f"not a regular file ({kind}), not read")
+        pending += reversed(below)

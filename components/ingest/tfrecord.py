@@ -21,6 +21,7 @@ written in sorted key order, which is what makes shards byte-identical across ru
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Mapping, Sequence
@@ -36,10 +37,8 @@ _TAG_2 = b"\x12"  # field 2, wire type 2
 _FEATURE_TAG = {"bytes": b"\x0a", "float": b"\x12", "int64": b"\x1a"}
 
 
-def _varint(value: int) -> bytes:
+def _encode_varint(value: int) -> bytes:
     """Base-128 varint; negative int64 values are written as 10-byte two's complement."""
-    if 0 <= value < 0x80:
-        return bytes((value,))
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -48,6 +47,23 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+# Lengths of keys, small features and labels are small numbers: encoded once, looked up after.
+_SMALL_VARINTS = tuple(_encode_varint(value) for value in range(1 << 12))
+
+
+def _varint(value: int) -> bytes:
+    if 0 <= value < 1 << 12:
+        return _SMALL_VARINTS[value]
+    return _encode_varint(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _key_field(key: str) -> bytes:
+    """MapEntry.key: the same dozen keys in every example."""
+    key_bytes = key.encode()
+    return _TAG_1 + _varint(len(key_bytes)) + key_bytes
 
 
 def _list_chunks(kind: str, values: Sequence) -> list[bytes]:
@@ -79,8 +95,7 @@ def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
         list_size = sum(map(len, body))
         list_header = _FEATURE_TAG[kind] + _varint(list_size)  # Feature.<kind>_list
         feature_size = len(list_header) + list_size
-        key_bytes = key.encode()
-        key_field = _TAG_1 + _varint(len(key_bytes)) + key_bytes  # MapEntry.key
+        key_field = _key_field(key)
         value_header = _TAG_2 + _varint(feature_size)  # MapEntry.value
         entry_size = len(key_field) + len(value_header) + feature_size
         chunks += (_TAG_1, _varint(entry_size), key_field, value_header, list_header, *body)

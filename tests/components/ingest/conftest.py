@@ -52,10 +52,54 @@ def write_fault_set(root: Path, shared_data: Path) -> dict[str, str]:
     return outcomes
 
 
-def _encode(image: Image.Image, image_format: str) -> bytes:
+def _encode(image: Image.Image, image_format: str, **options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format=image_format)
+    image.save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def flat_jpeg(width: int, height: int) -> bytes:
+    """A real baseline JPEG of ``width`` x ``height`` flat gray pixels, built without holding
+    them: Pillow encodes one 16x16 MCU (4:2:0) whose entropy-coded data is 4 bytes (each DC
+    difference 0, each block ended at once, with the tables of T.81 Annex K), and that MCU is
+    repeated for the whole frame. 30000x30000 pixels take 14 MB."""
+    data = _encode(Image.new("RGB", (16, 16), (128, 128, 128)), "JPEG", quality=50,
+                   subsampling=2)
+    frame = data.index(b"\xff\xc0")
+    scan = data.index(b"\xff\xda")
+    scan_data = scan + 2 + int.from_bytes(data[scan + 2 : scan + 4], "big")
+    mcu = data[scan_data:-2]
+    assert mcu == b"\x28\xa2\x8a\x00", mcu.hex()
+    header = bytearray(data[:scan_data])
+    header[frame + 5 : frame + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(header) + mcu * (-(-width // 16) * -(-height // 16)) + b"\xff\xd9"
+
+
+def segments(jpeg: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment before the first scan's data."""
+    found, position = [], 2
+    while True:
+        marker = jpeg[position + 1]
+        end = position + 2 + int.from_bytes(jpeg[position + 2 : position + 4], "big")
+        found.append((marker, position, end))
+        if marker == 0xDA:
+            return found
+        position = end
+
+
+def without_segments(jpeg: bytes, marker: int) -> bytes:
+    """``jpeg`` without its header segments of type ``marker`` (0xEE: Adobe's APP14)."""
+    found = segments(jpeg)
+    kept = b"".join(jpeg[start:end] for code, start, end in found if code != marker)
+    return jpeg[:2] + kept + jpeg[found[-1][2] :]
+
+
+def with_frame_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` with its frame header claiming another size (the data stays as it was)."""
+    frame = next(start for marker, start, _ in segments(jpeg) if marker in (0xC0, 0xC1, 0xC2))
+    patched = bytearray(jpeg)
+    patched[frame + 5 : frame + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(patched)
 
 
 def _tar_bytes(members: dict[str, bytes]) -> bytes:
@@ -99,4 +143,8 @@ def ingest_helpers():
         pack_flat_tar=pack_flat_tar,
         tar_bytes=_tar_bytes,
         encode=_encode,
+        flat_jpeg=flat_jpeg,
+        with_frame_size=with_frame_size,
+        segments=segments,
+        without_segments=without_segments,
     )

@@ -152,3 +152,111 @@ def test_coco_command_writes_examples_and_the_ground_truth(tmp_path, shared_data
         row = records.parse_detection(serialized)
         by_id[int(row[records.SOURCE_ID])] = row[records.FILENAME].numpy().decode()
     assert by_id == {i["id"]: i["file_name"] for i in truth["images"]}
+
+
+# -- issue 19: nothing lost, nothing hung ----------------------------------------------------
+def _limited_memory() -> None:
+    """In the child: at most 3 GB of data, so a reader that never stops fails fast instead of
+    taking the machine's memory (RLIMIT_DATA counts anonymous mappings, Linux >= 4.7)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_DATA, (3 << 30, 3 << 30))
+
+
+def test_named_pipes_and_device_links_are_rejected_never_read(tmp_path, fault_set):
+    """Item 6: a named pipe called x.JPEG hung ingest forever; a link to /dev/zero read until
+    memory ran out."""
+    import os
+
+    source, outcomes = fault_set
+    folder = source / "train" / "n01440764"
+    os.mkfifo(folder / "x.JPEG")
+    (folder / "zero.JPEG").symlink_to("/dev/zero")
+    output = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeline", "ingest", "imagenet", str(source), "--output",
+         str(output), "--train-shards", "2", "--workers", "1", "--no-progress"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=_limited_memory)
+    assert result.returncode == 0, result.stderr
+    rejected = {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line)["reason"]
+                for line in (output / "rejected.jsonl").open()}
+    assert rejected["x.JPEG"] == "not a regular file (named pipe), not read"
+    assert rejected["zero.JPEG"] == ("symbolic link to /dev/zero, outside the source "
+                                     "(not followed)")
+    train = json.loads((output / "artifact.json").read_text())["properties"]["splits"]["train"]
+    assert (train["seen"], train["rejected"]) == (len(outcomes) + 2, 3 + 2)
+
+
+def test_reading_refuses_what_is_not_a_regular_file(tmp_path):
+    """Checked on the open file too: a file swapped for a pipe after listing is not read."""
+    import os
+
+    from edgeline.components.ingest.sources import FileRef, InputRefused, read_bytes
+
+    os.mkfifo(tmp_path / "pipe")
+    for path, kind in ((tmp_path / "pipe", "named pipe"), ("/dev/zero", "character device")):
+        with pytest.raises(InputRefused, match=f"not a regular file \\({kind}\\)"):
+            read_bytes(FileRef("train", "k", str(path), str(path)))
+
+
+def test_a_rerun_removes_the_staging_folder_of_a_killed_ingest(tmp_path, fault_set):
+    """Item 8: a killed `edgeline ingest` left its hidden staging folder beside --output, and
+    no rerun removed it."""
+    import time
+
+    source, _ = fault_set
+    output = tmp_path / "out"
+    argv = ["ingest", "imagenet", str(source), "--output", str(output), "--train-shards", "2",
+            "--workers", "1", "--no-progress"]
+    writer = subprocess.Popen([sys.executable, "-m", "edgeline", *argv], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.tmp-*")):
+        assert writer.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    writer.kill()
+    writer.wait()
+    assert [p.name for p in tmp_path.glob(".out.tmp-*")] != []  # what the kill left behind
+    assert run_cli(argv) == 0
+    assert list(tmp_path.glob(".out.tmp-*")) == []
+    assert (output / "artifact.json").is_file()
+
+
+def test_the_staging_folder_of_a_live_writer_is_left_alone(tmp_path, fault_set):
+    import os
+
+    source, _ = fault_set
+    live = tmp_path / f".out.tmp-{os.getppid()}-0123abcd"  # the parent of this process runs
+    live.mkdir()
+    assert run_cli(["ingest", "imagenet", str(source), "--output", str(tmp_path / "out"),
+                    "--train-shards", "1", "--workers", "1", "--no-progress"]) == 0
+    assert live.is_dir()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("iscrowd_yes", "gt.json: annotation 10: iscrowd must be 0 or 1, received 'yes'"),
+    ("width_nan", "gt.json: images[0].width is NaN or infinite"),
+    ("annotation_not_an_object", "gt.json: annotations[0] must be an object, received [1, 2]"),
+])
+def test_bad_coco_files_exit_2_with_one_line_naming_the_entry(tmp_path, shared_data, case,
+                                                               expected):
+    """Item 9: iscrowd "yes" ended in a traceback. A COCO file that breaks the format is bad
+    input, stopped before any work; a bad box alone is dropped (test_core)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(
+        (shared_data / "imagenet_sample/train/n01440764/n01440764_tench.JPEG").read_bytes())
+    width = "NaN" if case == "width_nan" else "500"
+    annotation = {"iscrowd_yes": '{"id": 10, "image_id": 1, "category_id": 7, '
+                                 '"bbox": [1, 2, 3, 4], "iscrowd": "yes"}',
+                  "width_nan": '{"id": 10, "image_id": 1, "category_id": 7, "bbox": [1, 2, 3, 4]}',
+                  "annotation_not_an_object": "[1, 2]"}[case]
+    (tmp_path / "gt.json").write_text(
+        f'{{"images": [{{"id": 1, "file_name": "a.jpg", "width": {width}, "height": 375}}], '
+        f'"annotations": [{annotation}], "categories": [{{"id": 7, "name": "fish"}}]}}')
+    result = _edgeline("ingest", "coco", "--images", str(images), "--annotations",
+                       str(tmp_path / "gt.json"), "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

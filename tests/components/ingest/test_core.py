@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -238,7 +239,8 @@ def test_coco_images_that_cannot_hold_their_boxes_are_rejected(tmp_path, ingest_
     assert "ingest shards: 100%" in capfd.readouterr().err  # the progress bar finished
     assert properties["splits"] == {"validation": {
         "seen": 4, "written": 2, "fixed": 1, "rejected": 2, "shards": 2,
-        "bytes": properties["splits"]["validation"]["bytes"]}}
+        "bytes": properties["splits"]["validation"]["bytes"], "boxes_dropped": 0,
+        "boxes_fixed": 0}}
     rejected = {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line)["reason"]
                 for line in (tmp_path / "out" / "rejected.jsonl").open()}
     assert rejected == {"missing.jpg": "file not found",
@@ -296,3 +298,182 @@ def test_validation_in_class_folders(tmp_path, ingest_helpers, shared_data):
     assert (row[records.SYNSET].decode(), row[records.LABEL]) == ("n01443537", 1)
     rejected = json.loads((tmp_path / "out" / "rejected.jsonl").read_text())
     assert rejected["reason"] == "class n09999999 is not among the 2 training classes"
+
+
+# -- issue 19: nothing lost, nothing hung ----------------------------------------------------
+def _tench(shared_data) -> bytes:
+    return (shared_data / "imagenet_sample/train/n01440764/n01440764_tench.JPEG").read_bytes()
+
+
+def _rejected(output: Path) -> dict[str, str]:
+    return {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line)["reason"]
+            for line in (output / "rejected.jsonl").open(encoding="utf-8")}
+
+
+def test_a_16_bit_png_named_jpeg_is_written_as_its_picture_not_white(tmp_path, shared_data):
+    """Item 3: Pillow's own conversion clipped every sample over 255, so the image was listed
+    as fixed and written solid white."""
+    from PIL import Image
+
+    photo = Image.open(shared_data / "imagenet_sample/train/n01440764/n01440764_tench.JPEG")
+    samples = np.asarray(photo.convert("L"), dtype=np.uint16) * 257  # (H, W)
+    folder = tmp_path / "src" / "train" / "n01440764"
+    folder.mkdir(parents=True)
+    Image.fromarray(samples).save(folder / "gray16.JPEG", format="PNG")
+    properties = ingest(tmp_path / "out", source=str(tmp_path / "src"), train_shards=1)
+    assert properties["splits"]["train"]["fixed"] == 1
+    (row,) = read_classification(tmp_path / "out")
+    written = tf.io.decode_jpeg(row[records.ENCODED], channels=3).numpy()  # (H, W, 3)
+    assert written.mean() == pytest.approx(samples.mean() / 257, abs=1.5)  # 106, not 255
+    expected = samples / 257  # (H, W)
+    assert np.abs(written.astype(float) - expected[..., None]).mean() < 3
+
+
+def test_only_images_tensorflow_decodes_are_written(tmp_path, shared_data, ingest_helpers):
+    """Item 4: a JPEG whose header claims 30000x30000, a real 30000x30000 JPEG and one with
+    random bytes inside were written without --verify-decode, and training crashed on them."""
+    import random
+
+    tench = _tench(shared_data)
+    middle = len(tench) // 2
+    damaged = next(d for d in (tench[:middle] + random.Random(seed).randbytes(256)
+                               + tench[middle + 256:] for seed in range(100))
+                   if not _tf_decodes(d))
+    folder = tmp_path / "src" / "train" / "n01440764"
+    folder.mkdir(parents=True)
+    files = {"clean.JPEG": tench,
+             "claims_30000.JPEG": ingest_helpers.with_frame_size(tench, 30000, 30000),
+             "real_30000.JPEG": ingest_helpers.flat_jpeg(30000, 30000),
+             "random_bytes.JPEG": damaged}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    properties = ingest(tmp_path / "out", source=str(tmp_path / "src"), train_shards=2)
+    train = properties["splits"]["train"]
+    assert (train["seen"], train["written"], train["rejected"]) == (4, 1, 3)
+    reasons = _rejected(tmp_path / "out")
+    assert "too large for TensorFlow's JPEG decoder" in reasons["claims_30000.JPEG"]
+    assert "too large for TensorFlow's JPEG decoder" in reasons["real_30000.JPEG"]
+    assert reasons["random_bytes.JPEG"].startswith(("corrupt JPEG", "truncated JPEG"))
+    for row in read_classification(tmp_path / "out"):
+        assert tf.io.decode_jpeg(row[records.ENCODED], channels=3).shape == (375, 500, 3)
+
+
+def _tf_decodes(data: bytes) -> bool:
+    try:
+        tf.io.decode_jpeg(data, channels=3)
+    except tf.errors.InvalidArgumentError:
+        return False
+    return True
+
+
+def test_a_file_name_that_is_not_utf8_is_written_under_an_escaped_name(tmp_path, shared_data):
+    """Item 5: one such name aborted the whole ingest (UnicodeEncodeError in every worker)."""
+    import os
+
+    tench = _tench(shared_data)
+    source = tmp_path / "src"
+    for folder, name in ((b"n01440764", b"caf\xe9.JPEG"), (b"n01440764", b"plain.JPEG"),
+                         (b"n0144\xff", b"x.JPEG")):
+        directory = os.path.join(os.fsencode(source), b"train", folder)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(tench)
+    properties = ingest(tmp_path / "out", source=str(source), train_shards=2)
+    assert properties["splits"]["train"] | {"bytes": 0} == {
+        "seen": 3, "written": 3, "fixed": 0, "rejected": 0, "shards": 2, "bytes": 0}
+    rows = read_classification(tmp_path / "out")
+    names = {(r[records.SYNSET].decode(), r[records.FILENAME].decode()) for r in rows}
+    assert names == {("n01440764", "caf\\xe9.JPEG"), ("n01440764", "plain.JPEG"),
+                     ("n0144\\xff", "x.JPEG")}
+    labels = (tmp_path / "out" / "labels.txt").read_text(encoding="utf-8")
+    assert "n0144\\xff" in labels
+
+
+def test_a_class_folder_linked_to_train_is_not_ingested_twice(tmp_path, shared_data):
+    """Item 7: train/<wnid> -> train/ ingested every image again, under the link's name."""
+    tench = _tench(shared_data)
+    train = tmp_path / "src" / "train"
+    for path in ("n01440764/a.JPEG", "n01443537/b.JPEG"):
+        (train / path).parent.mkdir(parents=True, exist_ok=True)
+        (train / path).write_bytes(tench)
+    (train / "n99999999").symlink_to(train, target_is_directory=True)
+    properties = ingest(tmp_path / "out", source=str(tmp_path / "src"), train_shards=2)
+    assert properties["num_classes"] == 2
+    train_counts = properties["splits"]["train"]
+    assert (train_counts["seen"], train_counts["written"], train_counts["rejected"]) == (3, 2, 1)
+    assert {r[records.SYNSET].decode() for r in read_classification(tmp_path / "out")} == {
+        "n01440764", "n01443537"}
+    reason = _rejected(tmp_path / "out")["n99999999"]
+    assert reason.startswith("class folder is a symbolic link to ") and "two examples" in reason
+
+
+def test_links_below_the_layout_folders_are_listed_not_followed(tmp_path, shared_data):
+    """Only the layout folders may be links (train/ on another disk): a link below them would
+    read a file from outside the source, or make one file two examples."""
+    tench = _tench(shared_data)
+    source, disk = tmp_path / "src", tmp_path / "disk"
+    for path in (disk / "train/n01440764/a.JPEG", disk / "elsewhere/o.JPEG",
+                 disk / "train/n01443537/b.JPEG"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tench)
+    source.mkdir()
+    (source / "train").symlink_to(disk / "train", target_is_directory=True)  # followed
+    folder = disk / "train" / "n01440764"
+    (folder / "outside.JPEG").symlink_to(disk / "elsewhere" / "o.JPEG")
+    (folder / "again.JPEG").symlink_to(folder / "a.JPEG")
+    (folder / "broken.JPEG").symlink_to(folder / "missing.JPEG")
+    (folder / "sub").symlink_to(disk / "train" / "n01443537", target_is_directory=True)
+    properties = ingest(tmp_path / "out", source=str(source), train_shards=2)
+    assert properties["splits"]["train"]["written"] == 2
+    reasons = _rejected(tmp_path / "out")
+    assert set(reasons) == {"outside.JPEG", "again.JPEG", "broken.JPEG", "sub"}
+    assert "outside the source (not followed)" in reasons["outside.JPEG"]
+    assert "one file two examples" in reasons["again.JPEG"]
+    assert reasons["broken.JPEG"].startswith("broken symbolic link")
+    assert "one file two examples" in reasons["sub"]
+
+
+def test_bad_coco_boxes_are_dropped_or_fixed_and_the_ground_truth_stays_json(
+        tmp_path, shared_data):
+    """Item 9: boxes of negative width, wholly outside the image or NaN/inf were written, and
+    the ground truth JSON held NaN."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(_tench(shared_data))  # 500x375
+    boxes = {1: [10, 20, 30, 40], 2: [10, 20, -5, 40], 3: [600, 20, 30, 40],
+             4: ["NaN", 1, 2, 3], 5: [1, 2, "Infinity", 3], 6: [480, 360, 40, 30],
+             7: [5, 5, 10, 10]}
+    annotations = ",".join(
+        f'{{"id": {i}, "image_id": 1, "category_id": 7, "bbox": [{", ".join(map(str, b))}], '
+        f'"area": {"NaN" if i == 7 else 100}, "iscrowd": 0}}' for i, b in boxes.items())
+    (tmp_path / "gt.json").write_text(
+        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 500, "height": 375}], '
+        f'"annotations": [{annotations}], "categories": [{{"id": 7, "name": "fish"}}]}}')
+    properties = ingest(tmp_path / "out", format="coco", images=str(images),
+                        annotations=str(tmp_path / "gt.json"), train_shards=1)
+    counts = properties["splits"]["train"]
+    assert (counts["written"], counts["boxes_dropped"], counts["boxes_fixed"]) == (1, 4, 2)
+    notes = {n["annotation"]: n for n in map(json.loads, (tmp_path / "out" / "boxes.jsonl").open())}
+    assert {i: n["action"] for i, n in notes.items()} == {
+        2: "dropped", 3: "dropped", 4: "dropped", 5: "dropped", 6: "fixed", 7: "fixed"}
+    assert "has no area" in notes[2]["reason"] and "outside the 500x375" in notes[3]["reason"]
+    assert "not finite" in notes[4]["reason"] and "clipped" in notes[6]["reason"]
+
+    (serialized,) = list(tf.data.TFRecordDataset(records.shard_paths(tmp_path / "out", "train")))
+    row = {k: v.numpy() for k, v in records.parse_detection(serialized).items()}
+    corners = np.stack([row[records.BBOX_XMIN], row[records.BBOX_YMIN],
+                        row[records.BBOX_XMAX], row[records.BBOX_YMAX]], axis=1)  # (3, 4)
+    assert corners.shape == (3, 4) and np.isfinite(corners).all()
+    assert ((0 <= corners) & (corners <= 1)).all()
+    assert corners[1] == pytest.approx([480 / 500, 360 / 375, 1, 1])  # the clipped box
+    assert row[records.OBJECT_AREA].tolist() == [100, 100, 100]  # NaN: the box's 10x10
+
+    def no_constants(name):
+        raise AssertionError(f"{name} in the ground truth")
+
+    text = (tmp_path / "out" / "train_annotations.json").read_text()
+    truth = json.loads(text, parse_constant=no_constants)
+    assert [a["id"] for a in truth["annotations"]] == [1, 6, 7]
+    assert truth["annotations"][1]["bbox"] == [480, 360, 20, 15]
+    assert truth["annotations"][2]["area"] == 100
+

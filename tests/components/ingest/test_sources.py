@@ -66,3 +66,27 @@ def test_a_tar_that_ends_early_is_unreadable(tmp_path):
         assert "ends early" in str(err)
     else:
         raise AssertionError("expected OSError")
+
+
+def test_listing_names_what_it_will_not_read(tmp_path):
+    import os
+
+    from edgeline.components.ingest.sources import Scope, list_files
+
+    root = tmp_path / "n01440764"
+    deep = root / "d" / "d" / "d"
+    deep.mkdir(parents=True)
+    (deep / "x.JPEG").write_bytes(b"x")
+    os.mkfifo(root / "pipe.JPEG")
+    (root / "link.JPEG").symlink_to(deep / "x.JPEG")
+    (tmp_path / "elsewhere.JPEG").write_bytes(b"y")
+    (root / "out.JPEG").symlink_to(tmp_path / "elsewhere.JPEG")
+    listed = {item.name: item.reject for item in list_files(str(root), Scope.of(str(root)))}
+    assert listed == {
+        "d/d/d/x.JPEG": None,
+        "pipe.JPEG": "not a regular file (named pipe), not read",
+        "link.JPEG": listed["link.JPEG"],
+        "out.JPEG": f"symbolic link to {os.path.realpath(tmp_path / 'elsewhere.JPEG')}, outside "
+                    "the source (not followed)",
+    }
+    assert "one file two examples" in listed["link.JPEG"]
