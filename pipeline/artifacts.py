@@ -115,6 +115,7 @@ def staging_dir(final_dir: Path) -> Path:
     Beside, not in /tmp, so that the final rename stays on one file system and is atomic.
     """
     final_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final_dir)
     # The writer's pid in the name: a sweep removes only directories whose writer is gone, so
     # a second process on the same runs directory never deletes a run in progress.
     tmp = final_dir.parent / f".{final_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -191,6 +192,17 @@ def check_output_dir(output: Path, overwrite: bool, *, flag: str = "--output") -
     if not overwrite:
         raise UserError(f"{flag} folder holds an earlier edgeline output: {str(output)!r} (pass "
                         f"--overwrite to replace it once the new one is complete)")
+
+
+def remove_stale_staging(final_dir: Path) -> None:
+    """Remove the staging folders of earlier writers of ``final_dir`` whose process is gone
+    (killed: a writer that ends in any other way removes its own), so that a standalone
+    command rerun after a kill leaves nothing hidden behind; a live writer's folder stays."""
+    import glob
+
+    for path in final_dir.parent.glob(glob.escape(f".{final_dir.name}.tmp-") + "*"):
+        if path.is_dir() and not path.is_symlink() and not _writer_alive(path.name):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def sweep_stale(directory: Path) -> None:

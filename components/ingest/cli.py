@@ -168,7 +168,6 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     options = parse_dataclass(IngestOptions, _options_data(args), "ingest")
     output = Path(args.output).absolute()
     artifacts.check_output_dir(output, args.overwrite)
-    _remove_stale_staging(output)
     staging = artifacts.staging_dir(output)
     try:
         result = core.run(options, staging,
@@ -195,16 +194,3 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
           f"{output / 'rejected.jsonl'}")
     return 0
 
-
-def _remove_stale_staging(output: Path) -> None:
-    """Remove the staging folders of earlier runs for ``output`` whose writer is gone (killed:
-    a run that ends in any other way removes its own). Named as artifacts.staging_dir names
-    them; the writer's pid in the name keeps a live run's folder (artifacts._writer_alive)."""
-    import glob
-    import shutil
-
-    from edgeline.pipeline import artifacts
-
-    for path in output.parent.glob(glob.escape(f".{output.name}.tmp-") + "*"):
-        if path.is_dir() and not path.is_symlink() and not artifacts._writer_alive(path.name):
-            shutil.rmtree(path, ignore_errors=True)
