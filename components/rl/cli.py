@@ -30,9 +30,9 @@ Config keys of an rl step (defaults in parentheses; see components/rl/options.py
       max_episode_steps, frame_skip (4), frame_stack (4), screen_size (84), noop_max (30),
       terminal_on_life_loss (true, training only), clip_rewards (true, training only),
       repeat_action_probability (0.0), max_episode_frames (108000)
-  dqn: q_network (dqn_mlp_100_50 | dqn_nips_2013 | dqn_nature_2015), double_dqn, n_step_update,
-      gamma, loss (huber | squared), optimizer (adam | rmsprop), learning_rate,
-      rmsprop_decay, rmsprop_momentum, optimizer_epsilon, gradient_clipping,
+  dqn: q_network (dqn_mlp_100_50 | dqn_mlp_256_256 | dqn_nips_2013 | dqn_nature_2015),
+      double_dqn, n_step_update, gamma, loss (huber | squared), optimizer (adam | rmsprop),
+      learning_rate, rmsprop_decay, rmsprop_momentum, optimizer_epsilon, gradient_clipping,
       target_update_period, target_update_tau, epsilon_start, epsilon_end,
       epsilon_decay_steps, replay_capacity, initial_collect_steps,
       collect_steps_per_iteration, train_steps_per_iteration, batch_size,
@@ -41,8 +41,10 @@ Config keys of an rl step (defaults in parentheses; see components/rl/options.py
       normalize_returns, gamma, learning_rate, episodes_per_iteration,
       entropy_regularization, gradient_clipping
   max_env_steps (50000), max_episodes, eval_interval (iterations), eval_episodes (20),
-  eval_seed, target_return, stop_at_target, checkpoint_interval (iterations),
-  log_interval, export_tflite (true), parity_observations (1000)
+  eval_seed, confirm_episodes (0: a new best evaluation is confirmed on that many more
+  episodes before it is kept or reaches the target), target_return, stop_at_target,
+  checkpoint_interval (iterations), log_interval, export_tflite (true),
+  parity_observations (1000)
 
 Examples:
   edgeline rl train configs/cartpole_dqn.yaml

@@ -11,8 +11,9 @@
    replay buffer, counters, best network, learning curve), so a killed run resumes;
 4. loop: collect with a driver and train, both compiled with ``common.function`` as in the
    tf-agents examples; every ``eval_interval`` iterations evaluate the greedy policy on the
-   seeded evaluation episodes, log to TensorBoard and to the history, keep the best network;
-   every ``checkpoint_interval`` iterations checkpoint;
+   seeded evaluation episodes, log to TensorBoard and to the history, keep the best network
+   (a new best is first confirmed on ``confirm_episodes`` more episodes, when set); every
+   ``checkpoint_interval`` iterations checkpoint;
 5. export the best greedy policy (SavedModel + .tflite) and check that both choose the same
    actions.
 
@@ -273,6 +274,14 @@ class ReinforceTrainer:
         return {} if self._last_loss is None else {"loss": float(self._last_loss.numpy())}
 
 
+def selection_return(row: dict) -> float:
+    """What an evaluation is ranked by when keeping the best policy and checking the target:
+    its mean over evaluation and confirmation episodes together when it was confirmed, else
+    its mean over the evaluation episodes."""
+    confirmation = row.get("confirmation")
+    return confirmation["mean_return"] if confirmation else row["mean_return"]
+
+
 def checkpoint_key(options: RlOptions, seed: int, deterministic: bool) -> str:
     """Names the checkpoint directory of a run: the same options and seed resume it."""
     payload = {
@@ -336,6 +345,12 @@ class TrainingRun:
             envs.make_environment(options.environment, seed=eval_seed, training=False)
             for eval_seed in eval_seeds
         ]
+        # The confirmation episodes follow the evaluation's: other starts, the same every time.
+        confirm_seeds = [eval_seeds[-1] + 1 + index for index in range(options.confirm_episodes)]
+        confirm_envs = [
+            envs.make_environment(options.environment, seed=confirm_seed, training=False)
+            for confirm_seed in confirm_seeds
+        ]
         self.counters = Counters()
         if options.algorithm == "dqn":
             # Prefetched sampling is faster but its order depends on thread timing.
@@ -372,6 +387,11 @@ class TrainingRun:
             )
         self.writer = tf.summary.create_file_writer(str(checkpoint_dir / TENSORBOARD_DIR))
         self.evaluator = GreedyEvaluator(self.trainer.greedy_policy, self.eval_envs, eval_seeds)
+        self.confirm_evaluator = None
+        if confirm_envs:
+            self.confirm_evaluator = GreedyEvaluator(
+                self.trainer.greedy_policy, confirm_envs, confirm_seeds
+            )
         self._wall_offset = float(self.counters.wall_seconds.numpy())
         self._started = time.perf_counter()
         self._last_log = (time.perf_counter(), self.counters.env_steps)
@@ -392,6 +412,10 @@ class TrainingRun:
         started = time.perf_counter()
         result = self.evaluator()
         counters = self.counters
+        best_return = float(counters.best_return.numpy())
+        confirmation = None
+        if self.confirm_evaluator is not None and result["mean_return"] > best_return:
+            confirmation = self._confirm(result["returns"])
         counters.eval_seconds.assign_add(time.perf_counter() - started)
         row = {
             "iteration": self.iteration,
@@ -401,29 +425,52 @@ class TrainingRun:
             "wall_seconds": round(self.wall_seconds(), 3),
             **result,
         }
+        if confirmation is not None:
+            row["confirmation"] = confirmation
         self.history["evaluations"].append(row)
+        score = selection_return(row)
         with self.writer.as_default(step=row["env_steps"]):
             tf.summary.scalar("eval/mean_return", row["mean_return"])
             tf.summary.scalar("eval/mean_episode_length", row["mean_length"])
-        if row["mean_return"] > float(counters.best_return.numpy()):
-            counters.best_return.assign(row["mean_return"])
+            if confirmation is not None:
+                tf.summary.scalar("eval/confirmed_mean_return", confirmation["mean_return"])
+        if score > best_return:
+            counters.best_return.assign(score)
             self.best_network.keep()
         target = self.options.target_return
-        if target is not None and row["mean_return"] >= target and not self.target_reached():
+        if target is not None and score >= target and not self.target_reached():
+            scored_episodes = confirmation["episodes"] if confirmation else len(row["returns"])
             self.history["target"] = {
                 "iteration": row["iteration"],
                 "env_steps": row["env_steps"],
                 "episodes": row["episodes"],
                 "wall_seconds": row["wall_seconds"],
-                "mean_return": row["mean_return"],
+                "mean_return": score,
+                "scored_episodes": scored_episodes,
                 "target_return": target,
             }
+        confirmed = ""
+        if confirmation is not None:
+            confirmed = (
+                f"; {confirmation['mean_return']:.1f} over {confirmation['episodes']} "
+                f"with the confirmation episodes (min {confirmation['min_return']:.0f})"
+            )
         self.log(
             f"rl: eval at env step {row['env_steps']} (episode {row['episodes']}): "
             f"mean greedy return {row['mean_return']:.1f} over {len(result['returns'])} "
-            f"episodes (best {float(counters.best_return.numpy()):.1f})"
+            f"episodes{confirmed} (best {float(counters.best_return.numpy()):.1f})"
         )
         return row
+
+    def _confirm(self, evaluation_returns: list[float]) -> dict:
+        """The candidate's score over its evaluation and confirmation episodes together."""
+        returns = np.asarray(evaluation_returns + self.confirm_evaluator()["returns"])
+        return {
+            "episodes": int(returns.size),
+            "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)),
+            "min_return": float(np.min(returns)),
+        }
 
     def log_training(self) -> None:
         now, env_steps = time.perf_counter(), self.counters.env_steps
@@ -514,7 +561,7 @@ class TrainingRun:
 
     def summary(self, train_seconds: float, parity: dict | None) -> dict:
         counters, history = self.counters, self.history
-        best = max(history["evaluations"], key=lambda row: row["mean_return"])
+        best = max(history["evaluations"], key=selection_return)  # the kept policy's
         summary = {
             "env_steps": counters.env_steps,
             "episodes": counters.episodes,
@@ -523,7 +570,10 @@ class TrainingRun:
             "wall_seconds": round(train_seconds, 3),
             "eval_seconds": round(float(counters.eval_seconds.numpy()), 3),
             "env_steps_per_second": round(counters.env_steps / max(train_seconds, 1e-9), 1),
-            "best_mean_return": best["mean_return"],
+            "best_mean_return": selection_return(best),
+            "best_scored_episodes": best.get("confirmation", {}).get(
+                "episodes", len(best["returns"])
+            ),
             "best_at_env_steps": best["env_steps"],
             "best_at_episodes": best["episodes"],
             "final_mean_return": history["evaluations"][-1]["mean_return"],
@@ -561,7 +611,7 @@ class TrainingRun:
             "num_actions": int(action_spec.maximum - action_spec.minimum + 1),
             "saved_model": export.SAVED_POLICY_DIR,
             "tflite": tflite,
-            "best_evaluation": max(self.history["evaluations"], key=lambda r: r["mean_return"]),
+            "best_evaluation": max(self.history["evaluations"], key=selection_return),
             "seed": self.seed,
             "deterministic": deterministic,
         }

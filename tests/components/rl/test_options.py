@@ -46,6 +46,7 @@ def test_nested_sections_parse_and_round_trip():
         ({"dqn": {"learning_rat": 0.1}}, "rl.dqn.learning_rat: unknown key"),
         ({"environment": {"suite": "mujoco"}}, "rl.environment.suite: expected one of"),
         ({"eval_episodes": 0}, "Received: eval_episodes=0"),
+        ({"confirm_episodes": -1}, "Received: confirm_episodes=-1"),
         ({"max_env_steps": None}, "set at least one budget"),
         ({"stop_at_target": True}, "set target_return"),
         (
