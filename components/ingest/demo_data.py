@@ -46,7 +46,11 @@ DETECTION_CATEGORIES = ({"id": 1, "name": "disc"}, {"id": 2, "name": "square"},
                         {"id": 3, "name": "triangle"})
 
 # Version of the generators' output; bump it when the pictures change so caches rebuild.
-DEMO_DATA_VERSION = 2
+# 2: detection objects drawn to their boxes' last pixel; 3: the demo's sizes (4,000 / 500
+# classification images, 1,200 / 200 detection images): with 1,200 classification images a
+# MobileNet v2 overfit its 10 shapes (0.85 top-1 on train, 0.74 on validation after 555
+# steps), with 4,000 and label smoothing it reaches 0.98 in 1,000.
+DEMO_DATA_VERSION = 3
 
 
 def _color(rng: np.random.RandomState) -> tuple[int, int, int]:
@@ -158,8 +162,8 @@ def write_classification_set(
     root: str | os.PathLike,
     *,
     seed: int = 0,
-    train_per_class: int = 120,
-    val_per_class: int = 30,
+    train_per_class: int = 400,
+    val_per_class: int = 50,
     image_size: int = 72,
     plant_faults: bool = True,
 ) -> Path:
@@ -278,8 +282,8 @@ def write_detection_set(
     root: str | os.PathLike,
     *,
     seed: int = 0,
-    train_images: int = 400,
-    val_images: int = 100,
+    train_images: int = 1200,
+    val_images: int = 200,
     image_size: int = 128,
     max_objects: int = 6,
     min_side: int = 10,
