@@ -62,7 +62,9 @@ def test_demo_detector_same_map_in_every_form(demo_detector, demo_detection_exam
     print("\n" + ", ".join(f"{form}: mAP {r.metrics['AP']:.4f} AP50 {r.metrics['AP50']:.4f}"
                            for form, r in results.items()))
     assert reference["num_images"] == 80
-    assert reference["AP50"] > 0.05  # a trained detector: the comparison is of real boxes
+    # A trained detector, so the comparison is of real boxes: tests/conftest.py's demo_detector
+    # reaches AP50 0.94, 0.86, 0.90 with seeds 1, 2, 3.
+    assert reference["AP50"] > 0.6
     for form in ("saved_model", "tflite"):
         for name in ("AP", "AP50", "AP75"):
             assert abs(results[form].metrics[name] - reference[name]) <= 0.005, (form, name)

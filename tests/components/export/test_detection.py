@@ -21,8 +21,12 @@ pytestmark = pytest.mark.slow  # trains the demo detector (shared, about two CPU
 SIZE = 64  # tests/conftest.py DEMO_DETECTION_SIZE
 
 
-@pytest.mark.parametrize("quantize, limit", [("none", 0.01), ("int8", 0.03)])
-def test_detector_export(quantize, limit, demo_detector, demo_detection_examples, tmp_path):
+# The demo detector's .tflite keeps, of the Keras model's mAP: float32 all of it (the same
+# graph); int8 (decoding in float) 97.5%, 97.9%, 98.5% with training seeds 1, 2, 3 (mAP 0.637
+# -> 0.621, 0.569 -> 0.557, 0.590 -> 0.581, 100 calibration images). An all-integer graph
+# kept 62% of the demo pipeline's detector.
+@pytest.mark.parametrize("quantize, kept", [("none", 0.99), ("int8", 0.90)])
+def test_detector_export(quantize, kept, demo_detector, demo_detection_examples, tmp_path):
     result = core.run(
         model_dir=demo_detector.model_dir.directory, output_dir=tmp_path,
         options=ExportOptions(quantize=quantize, representative_size=100,
@@ -46,8 +50,12 @@ def test_detector_export(quantize, limit, demo_detector, demo_detection_examples
     parity = report["parity"]
     print(f"\n{quantize}: mAP Keras {parity['map_source']:.4f}, "
           f".tflite {parity['map_export']:.4f}")
-    assert parity["map_source"] > 0.02  # the detector finds objects: the gate compares boxes
-    assert abs(parity["map_export"] - parity["map_source"]) <= limit, parity
+    # The detector finds objects (seeds 1, 2, 3: mAP 0.64, 0.57, 0.59), so the gate compares
+    # real boxes.
+    assert parity["map_source"] > 0.35
+    assert parity["map_export"] >= kept * parity["map_source"], parity
+    if quantize == "none":
+        assert abs(parity["map_export"] - parity["map_source"]) <= 0.005, parity
     if quantize == "int8":
         assert report["tensor_types"]["int8"] > 100  # the network runs in integers
     (tmp_path / "figures.json").write_text(json.dumps(parity))
