@@ -230,11 +230,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set expects a dotted key such as train.epochs, received {text!r}")
+    if not value.strip():
+        return key.split("."), ""
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    return key.split("."), parsed
+        yaml.safe_load(value)
+    except yaml.YAMLError:  # not YAML: the text itself (a path with a colon, say)
+        return key.split("."), value
+    return key.split("."), parse_yaml_text(value, f"--set {key}", _MAX_OVERRIDE_NODES)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -259,16 +261,111 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_yaml(path: str) -> dict:
-    if not os.path.exists(path):
-        raise ConfigError(f"config file does not exist: {path!r}")
+# A config expands to at most this many YAML nodes once its aliases are followed. The largest
+# shipped config has a few hundred; a "billion laughs" file of 1.7 KB expanded to 770 MB of
+# saved config, lineage and report before this bound.
+MAX_EXPANDED_NODES = 100_000
+# The same for an override value (--set), which is one small value.
+_MAX_OVERRIDE_NODES = 10_000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping: YAML says keys are
+    unique, and PyYAML would silently keep the last one (a second step of the same name, or a
+    repeated option, would replace the first without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *defaults; its keys may be
+                continue  # overridden by the mapping's own, as YAML's merge key allows
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1, seen[key])
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int, first_line: int):
+        super().__init__(key)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _RecursiveAlias(Exception):
+    pass
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many nodes ``node`` stands for once every alias is replaced by what it names
+    (aliases share their node object, so the count is memoized on identity)."""
+    known = memo.get(id(node))
+    if known is not None:
+        if known < 0:  # still being sized: the node contains an alias of itself
+            raise _RecursiveAlias
+        return known
+    memo[id(node)] = -1
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(key, memo) + _expanded_size(value, memo)
+                    for key, value in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def parse_yaml_text(text: str, where: str, max_nodes: int = MAX_EXPANDED_NODES) -> Any:
+    """YAML text -> Python data, strictly: no duplicate keys, a bounded alias expansion, and
+    one :class:`ConfigError` line naming ``where`` and the line for anything wrong."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        loader = _StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            try:
+                size = _expanded_size(node, {})
+            except _RecursiveAlias:
+                raise ConfigError(f"{where}: an alias refers to the node that holds it (a "
+                                  "config cannot contain itself)") from None
+            if size > max_nodes:
+                raise ConfigError(
+                    f"{where}: its aliases expand to {size:,} YAML nodes, more than the "
+                    f"{max_nodes:,} a config may hold (received a recursive or nested alias)"
+                )
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{where}: duplicate key {dup.key!r} at line {dup.line} (first at line "
+            f"{dup.first_line}); each key, and each step name, may appear once"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}") from None
+        raise ConfigError(f"{where}: not valid YAML{at}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a config") from None
+
+
+def load_yaml(path: str) -> dict:
+    if not os.path.exists(path):
+        raise ConfigError(f"config file does not exist: {path!r}")
+    if os.path.isdir(path):
+        raise ConfigError(f"config file is a folder: {path!r} (expected a YAML file, such as "
+                          "configs/demo.yaml)")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ConfigError(f"config file cannot be read: {path!r} ({err.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    data = parse_yaml_text(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, received {data!r}")
     return data

@@ -11,7 +11,9 @@ from edgeline.pipeline.config import (
     ExistingPath,
     apply_overrides,
     load_pipeline_config,
+    load_yaml,
     parse_dataclass,
+    parse_override,
 )
 from edgeline.pipeline.errors import ConfigError
 
@@ -134,3 +136,63 @@ def test_yaml_1_1_spellings_read_as_people_mean_them():
     assert options == Precision(mixed_precision="off", learning_rate=1e-5)
     with pytest.raises(ConfigError, match="learning_rate: expected a number, received 'fast'"):
         parse_dataclass(Precision, {"learning_rate": "fast"}, "step")
+
+
+# -- hostile configs (issue "Nothing lost, nothing hung", items 17, 18 and 20) ---------------
+
+# 1 KB that expands to 10**9 strings, inside an option that takes any mapping.
+BILLION_LAUGHS = "steps:\n  classifier:\n    stage: train\n    model_options:\n" + "".join(
+    f"      l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 10)}]\n" if level else
+    "      l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for level in range(9)
+)
+
+
+def _run_cli(tmp_path, text, capsys, name="config.yaml"):
+    from edgeline.cli import main
+
+    path = tmp_path / name
+    path.write_text(text)
+    code = main(["run", str(path), "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("steps:\n  a: {stage: ingest, source: x}\n  a: {stage: ingest, source: y}\n",
+     "duplicate key 'a' at line 3 (first at line 2)"),
+    ("seed: 1\nseed: 2\nsteps: {}\n", "duplicate key 'seed' at line 2 (first at line 1)"),
+    ("steps:\n  a:\n    stage: train\n    epochs: 1\n    epochs: 9\n",
+     "duplicate key 'epochs' at line 5"),
+    (BILLION_LAUGHS, "aliases expand to"),
+    ("steps: &s {a: {stage: train, inputs: *s}}\n", "an alias refers to the node that holds it"),
+])
+def test_duplicate_keys_and_alias_bombs_are_one_line_before_any_work(tmp_path, capsys, text,
+                                                                      message):
+    """PyYAML kept the last of two equal keys without a word, and expanded a 1.7 KB alias
+    bomb into 770 MB of saved config, lineage and report."""
+    code, err = _run_cli(tmp_path, text, capsys)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # refused before the run store was opened
+
+
+def test_merge_keys_may_be_overridden_and_aliases_in_bounds_are_fine(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("defaults: &defaults {epochs: 3, batch_size: 8}\n"
+                    "other: {<<: *defaults, epochs: 5}\n")
+    assert load_yaml(str(path))["other"] == {"epochs": 5, "batch_size": 8}
+
+
+def test_a_config_path_that_is_a_folder_is_one_line(tmp_path, capsys):
+    from edgeline.cli import main
+
+    code = main(["run", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "config file is a folder" in err and "Traceback" not in err
+
+
+def test_an_override_is_held_to_the_same_rules():
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        parse_override("x={a: 1, a: 2}")
+    assert parse_override("x=a:b") == (["x"], "a:b")  # not YAML: the text itself
