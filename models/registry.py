@@ -78,7 +78,12 @@ class ModelSpec:
 
     def option_names(self) -> list[str]:
         """The options the builder takes (its keyword arguments other than num_classes,
-        input_shape and name)."""
+        input_shape and name). A ``"module:function"`` builder is read from its module's
+        source, not imported: checking a config's options must not cost a TensorFlow import."""
+        if isinstance(self.builder, str):
+            names = _parameter_names_from_source(self.builder)
+            if names is not None:
+                return [name for name in names if name not in _BUILD_ARGUMENTS]
         parameters = inspect.signature(self.resolve_builder()).parameters
         return [name for name in parameters if name not in _BUILD_ARGUMENTS]
 
@@ -93,6 +98,25 @@ class ModelSpec:
         }
         options.update(self.preset)
         return options
+
+
+def _parameter_names_from_source(builder: str) -> list[str] | None:
+    """The parameter names of the top-level function ``"module:function"``, read from the
+    module's source with :mod:`ast`; None when it cannot be found that way."""
+    import ast
+
+    module_name, _, function_name = builder.partition(":")
+    module_spec = importlib.util.find_spec(module_name)
+    if module_spec is None or not module_spec.origin or not module_spec.origin.endswith(".py"):
+        return None
+    with open(module_spec.origin, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function_name:
+            arguments = node.args
+            return [a.arg for a in (*arguments.posonlyargs, *arguments.args,
+                                    *arguments.kwonlyargs)]
+    return None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -169,6 +193,22 @@ def get(name: str) -> ModelSpec:
         ) from None
 
 
+def check(name: str, options: Mapping[str, Any] = ()) -> ModelSpec:
+    """What :func:`build` checks before it builds: ``name`` is registered and its builder
+    takes every key of ``options``. Configs call it when they are loaded, so that a misspelt
+    model or option stops a pipeline before its first step rather than when its step starts.
+    It reads the builder's signature from its source: TensorFlow is not imported."""
+    spec = get(name)
+    accepted = spec.option_names()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        received = ", ".join(f"{key}={options[key]!r}" for key in unknown)
+        raise ModelOptionError(
+            f"Received: {received}; model {name!r} takes the options: {', '.join(accepted)}"
+        )
+    return spec
+
+
 def build(
     name: str,
     num_classes: int | None = None,
@@ -189,14 +229,7 @@ def build(
       The model (a ``tf_keras.Model``; see the module docstring of each family for what its
       outputs mean).
     """
-    spec = get(name)
-    accepted = spec.option_names()
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        received = ", ".join(f"{key}={options[key]!r}" for key in unknown)
-        raise ModelOptionError(
-            f"Received: {received}; model {name!r} takes the options: {', '.join(accepted)}"
-        )
+    spec = check(name, options)
     num_classes = spec.default_num_classes if num_classes is None else num_classes
     if int(num_classes) != num_classes or num_classes < 1:
         raise ValueError(f"Received: num_classes={num_classes}; num_classes must be >= 1")

@@ -172,6 +172,9 @@ class DistillOptions:
     def __post_init__(self):
         _check(bool(self.student.strip()), "student", self.student,
                "must name a registered model")
+        from edgeline.models import registry  # checked with the config (no TensorFlow)
+
+        registry.check(self.student, self.student_options)
         _check(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         _check(0.0 <= self.alpha <= 1.0, "alpha", self.alpha, "must be in [0, 1]")
         _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")

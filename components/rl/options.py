@@ -71,6 +71,13 @@ class DqnOptions:
     def __post_init__(self):
         if not self.q_network:
             raise ValueError("Received: q_network=''; q_network must name a preset")
+        from edgeline.models import registry  # checked with the config (no TensorFlow)
+
+        if registry.check(self.q_network).task != "q_network":
+            raise ValueError(
+                f"Received: q_network={self.q_network!r}; it is not a Q-network preset; the "
+                f"model registry has: {', '.join(registry.names(task='q_network'))}"
+            )
         _at_least("n_step_update", self.n_step_update, 1)
         _in_unit_interval("gamma", self.gamma)
         if self.learning_rate <= 0:

@@ -204,6 +204,11 @@ class TrainOptions:
 
     def __post_init__(self):
         _check(bool(self.model.strip()), "model", self.model, "must name a registered model")
+        # The network and its options are checked now, with the config, not when the step
+        # starts after earlier steps have run (the registry's messages list what is known).
+        from edgeline.models import registry
+
+        registry.check(self.model, self.model_options)
         _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         _check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch",

@@ -196,3 +196,25 @@ def test_an_override_is_held_to_the_same_rules():
     with pytest.raises(ConfigError, match="duplicate key 'a'"):
         parse_override("x={a: 1, a: 2}")
     assert parse_override("x=a:b") == (["x"], "a:b")  # not YAML: the text itself
+
+
+@pytest.mark.parametrize("step, message", [
+    ("{stage: train, inputs: [images], model: mobilenet_v3}",
+     "classifier: Received: model='mobilenet_v3'; unknown model. Known models: cnn,"),
+    ("{stage: train, inputs: [images], model: mobilenet_v2, model_options: {widht: 0.5}}",
+     "Received: widht=0.5; model 'mobilenet_v2' takes the options: width_multiplier"),
+    ("{stage: compress, inputs: [images], "
+     "steps: [{method: distill, distill: {student: rsenet20_cifar}}]}",
+     "Received: model='rsenet20_cifar'"),
+    ("{stage: rl, dqn: {q_network: resnet50}}", "q_network='resnet50'; it is not a Q-network"),
+])
+def test_a_model_a_later_step_names_is_checked_before_the_first_step_runs(tmp_path, capsys,
+                                                                        step, message):
+    """An unknown model (or option) was reported only when its step started, after the
+    steps before it had run."""
+    text = ("steps:\n  images: {stage: ingest, source: builtin:classification}\n"
+            f"  classifier: {step}\n")
+    code, err = _run_cli(tmp_path, text, capsys)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # the ingest step did not run

@@ -296,9 +296,8 @@ def test_double_dqn_with_n_step_returns_and_rmsprop_trains(tmp_path):
 
 
 def test_a_preset_that_is_not_a_q_network_is_a_config_error(tmp_path):
-    options = _short_cartpole_dqn(dqn=DqnOptions(q_network="resnet50"))
-    with pytest.raises(ConfigError, match="'resnet50' is not a Q-network preset"):
-        _run(options, tmp_path, "bad")
+    with pytest.raises(ValueError, match="'resnet50'; it is not a Q-network preset"):
+        DqnOptions(q_network="resnet50")  # refused with the config, before any work
     frames_net = _short_cartpole_dqn(dqn=DqnOptions(q_network="dqn_nature_2015"))
     with pytest.raises(ConfigError, match="dqn.q_network: Received: input_shape=\\(4,\\)"):
         _run(frames_net, tmp_path, "bad2")
