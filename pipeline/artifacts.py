@@ -10,6 +10,7 @@ detected instead of silently used.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -133,11 +134,16 @@ def publish(
     inputs: Mapping[str, str],
     properties: Mapping[str, Any],
     metrics: Mapping[str, Any],
+    replace: bool = False,
 ) -> Artifact:
     """Write artifact.json into ``tmp_dir`` and rename it to ``final_dir`` in one step.
 
     A reader sees either no artifact or a whole one: a crash before the rename leaves only a
-    hidden ``.tmp-`` directory, which :func:`sweep_stale` removes.
+    hidden ``.tmp-`` directory, which :func:`sweep_stale` removes. ``replace`` swaps out what
+    ``final_dir`` holds (a damaged artifact the runner rebuilds, an output given with
+    --overwrite). Without it, a ``final_dir`` that another writer published meanwhile (the
+    same step run by two processes at once) is used when it is this artifact's twin: the same
+    fingerprint, every file intact; this one is then discarded.
     """
     artifact = Artifact(
         uri=str(final_dir),
@@ -156,7 +162,7 @@ def publish(
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
-    if final_dir.exists():
+    if replace and final_dir.exists():
         # An earlier artifact being replaced: a corrupted copy the runner rebuilds, or a CLI
         # output given with --overwrite (check_output_dir has made sure it is edgeline's).
         # Moved aside first, deleted only once the new one is in place, so a failure between
@@ -165,8 +171,32 @@ def publish(
         os.rename(final_dir, old)
         os.rename(tmp_dir, final_dir)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp_dir, final_dir)
+        return artifact
+    try:
+        os.rename(tmp_dir, final_dir)  # atomic; refuses a final_dir that holds anything
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        twin = _published_twin(final_dir, fingerprint)
+        if twin is None:
+            from edgeline.pipeline.errors import UserError
+
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise UserError(f"{final_dir} was written by another process while this one ran; "
+                            "it was left as it is (nothing of this run replaced it)") from None
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        return twin
+    return artifact
+
+
+def _published_twin(directory: Path, fingerprint: str) -> Artifact | None:
+    """The artifact in ``directory`` if it is a whole one with ``fingerprint``, else None."""
+    try:
+        artifact = Artifact.load(directory)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if artifact.fingerprint != fingerprint or verify(artifact) is not None:
+        return None
     return artifact
 
 

@@ -16,7 +16,13 @@ import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from edgeline.pipeline.artifacts import Artifact, fingerprint, publish, staging_dir
+from edgeline.pipeline.artifacts import (
+    ARTIFACT_FILE,
+    Artifact,
+    fingerprint,
+    publish,
+    staging_dir,
+)
 from edgeline.pipeline.config import PipelineConfig
 from edgeline.pipeline.errors import ConfigError, StageFailed, UserError
 from edgeline.pipeline.stage import StageContext, StageRegistry
@@ -161,6 +167,9 @@ def run_pipeline(
                 inputs=input_fps,
                 properties=result.properties,
                 metrics=result.metrics,
+                # A damaged copy (or a folder without artifact.json) is rebuilt in place; an
+                # artifact another run published meanwhile is used as it is.
+                replace=problem is not None or not (final_dir / ARTIFACT_FILE).is_file(),
             )
             store.record_artifact(artifact)
             seconds = time.time() - started

@@ -164,7 +164,7 @@ def _cmd_compress(args) -> int:
             artifact_type = "Model"
         artifacts.publish(staging, output, type=artifact_type, producer="cli:compress",
                           fingerprint=identity, inputs=inputs, properties=result.properties,
-                          metrics=result.metrics)
+                          metrics=result.metrics, replace=args.overwrite)
     except BaseException:
         import shutil
 

@@ -178,7 +178,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         )
         artifacts.publish(staging, output, type="Examples", producer="cli:ingest",
                           fingerprint=fingerprint, inputs={}, properties=result.properties,
-                          metrics=result.metrics)
+                          metrics=result.metrics, replace=args.overwrite)
     except BaseException:
         import shutil
 

@@ -159,7 +159,8 @@ def _cmd_train(args) -> int:
                           initial_model=args.initial_model)
         artifact = publish(staging, output, type="Model", producer="cli:train",
                            fingerprint=identity, inputs={"examples": examples_identity},
-                           properties=result.properties, metrics=result.metrics)
+                           properties=result.properties, metrics=result.metrics,
+                           replace=args.overwrite)
     except BaseException:
         import shutil
 

@@ -53,3 +53,38 @@ def test_a_new_staging_folder_removes_those_of_dead_writers_of_the_same_output(t
     finally:
         live.kill()
         live.wait()
+
+
+PUBLISH_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from edgeline.pipeline.artifacts import publish, staging_dir
+final, start = Path(sys.argv[1]), float(sys.argv[2])
+staging = staging_dir(final)
+(staging / "weights.bin").write_bytes(b"the same step, the same bytes")
+while time.time() < start:
+    pass
+artifact = publish(staging, final, type="Model", producer="step:train", fingerprint="f" * 64,
+                   inputs={}, properties={}, metrics={"top1": 0.9})
+print(artifact.uri, artifact.created)
+"""
+
+
+def test_two_writers_of_one_step_at_the_same_instant_both_end_with_the_one_artifact(tmp_path):
+    """Two runs publishing the same step at once: one failed with 'Directory not empty' and a
+    traceback in 19 of 30 rounds. The loser of the rename now uses the winner's artifact."""
+    import time
+
+    for round_ in range(12):
+        final = tmp_path / f"round{round_}" / "train" / "f"
+        start = time.time() + 1.5  # both processes are up and staged by then
+        writers = [subprocess.Popen([sys.executable, "-c", PUBLISH_AT_ONCE, str(final),
+                                     str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True) for _ in range(2)]
+        results = [writer.communicate(timeout=60) for writer in writers]
+        for writer, (out, err) in zip(writers, results):
+            assert writer.returncode == 0 and "Traceback" not in err, err
+        uris = {out.split()[0] for out, _ in results}
+        assert uris == {str(final)}
+        assert (final / "weights.bin").read_bytes() == b"the same step, the same bytes"
+        assert [p.name for p in final.parent.iterdir()] == ["f"]  # no staging left behind
