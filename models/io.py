@@ -180,8 +180,10 @@ class ModelDir:
         _import_custom_layers()
         try:
             return keras.models.load_model(str(self.keras_path), compile=compile)
-        except (OSError, ValueError) as err:
-            raise ModelDirError(f"{self.keras_path}: cannot load the Keras model ({err})") from None
+        except Exception as err:  # noqa: BLE001  (a damaged .keras zip: BadZipFile, OSError...)
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise ModelDirError(f"{self.keras_path}: cannot load the Keras model "
+                                f"({type(err).__name__}: {first})") from None
 
     def load_saved_model(self):
         import tensorflow as tf

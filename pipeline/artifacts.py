@@ -110,6 +110,40 @@ def verify(artifact: Artifact) -> str | None:
     return None
 
 
+def input_identity(path: str | os.PathLike) -> str:
+    """What identifies a standalone command's input in its output's fingerprint: the input
+    artifact's fingerprint, or (outside a run store) its resolved path."""
+    try:
+        with open(Path(path) / ARTIFACT_FILE, encoding="utf-8") as f:
+            return json.load(f)["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(Path(path).resolve())
+
+
+def verify_input(path: str | os.PathLike | None, label: str) -> None:
+    """Refuse a damaged input artifact before a standalone command reads it, as the runner
+    does for its cached ones: every file ``artifact.json`` lists must be there with its size
+    and SHA-256 (a shard cut between records would otherwise be read short without a word, one
+    cut inside a record end in a TensorFlow DataLossError). A path that is not an artifact
+    directory (a .tflite file, a folder of one's own TFRecords) has nothing to check."""
+    from edgeline.pipeline.errors import UserError
+
+    if path is None:
+        return
+    directory = Path(path)
+    if not (directory / ARTIFACT_FILE).is_file():
+        return
+    try:
+        artifact = Artifact.load(directory)
+    except (OSError, ValueError, TypeError, KeyError):
+        raise UserError(f"{label}: {directory / ARTIFACT_FILE} is unreadable; the artifact "
+                        "cannot be checked (rebuild it)") from None
+    problem = verify(artifact)
+    if problem:
+        raise UserError(f"{label}: the artifact {str(directory)!r} is damaged: {problem} "
+                        "(rebuild it: rerun the step that made it)")
+
+
 def staging_dir(final_dir: Path) -> Path:
     """A fresh directory beside ``final_dir`` to write into before publication.
 

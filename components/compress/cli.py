@@ -137,11 +137,14 @@ def _cmd_compress(args) -> int:
     for flag, path in (("--model", args.model), ("--examples", args.examples)):
         if not Path(path).is_dir():
             raise UserError(f"{flag}: not a directory: {path!r}")
+    artifacts.verify_input(args.model, "--model")
+    artifacts.verify_input(args.examples, "--examples")
     try:  # the small files only: a wrong directory fails before TensorFlow loads
         model_io.load_model_dir(args.model)
     except model_io.ModelDirError as err:
         raise UserError(f"--model: {err}") from None
-    inputs = {"model": _identity(Path(args.model)), "examples": _identity(Path(args.examples))}
+    inputs = {"model": artifacts.input_identity(args.model),
+              "examples": artifacts.input_identity(args.examples)}
     identity = artifacts.fingerprint("compress", to_plain(options), inputs,
                                      {"seed": seed, "deterministic": deterministic})
     # Written aside and swapped in only when complete: a compress that fails leaves the
@@ -180,14 +183,3 @@ def _cmd_compress(args) -> int:
     print(f"compressed model written to {output}")
     return 0
 
-
-def _identity(directory: Path) -> str:
-    """An input artifact's fingerprint, or (outside a run store) its path."""
-    import json
-
-    from edgeline.pipeline.artifacts import ARTIFACT_FILE
-
-    try:
-        return json.loads((directory / ARTIFACT_FILE).read_text())["fingerprint"]
-    except (OSError, json.JSONDecodeError, KeyError):
-        return str(directory.resolve())

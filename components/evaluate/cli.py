@@ -113,7 +113,11 @@ def _register_evaluate(subparsers) -> None:
                         help="an Examples artifact directory (shards, labels.txt, "
                         "<split>_annotations.json for detection); not for a Policy")
     parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where metrics.json and the plots go (created if needed)")
+                        help="where metrics.json and the plots go: a new or empty folder, or "
+                        "an earlier edgeline output with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds an earlier edgeline output (swapped only "
+                        "once the new evaluation is complete)")
     parser.add_argument("--split", default=defaults.split,
                         help=f"the split to evaluate (default {defaults.split})")
     parser.add_argument(
@@ -179,17 +183,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise UserError(str(err)) from None
-    if core.is_policy_dir(args.model):
-        if args.examples is not None:
-            raise UserError(f"Received: EXAMPLES={args.examples!r}; a Policy is evaluated in its "
-                            "environment and takes no Examples")
-        result = _evaluate_policy(args, options)
-    elif args.examples is None:
+    from pathlib import Path
+
+    from edgeline.pipeline import artifacts
+    from edgeline.pipeline.config import to_plain
+
+    output = Path(args.output).absolute()
+    artifacts.check_output_dir(output, args.overwrite)
+    artifacts.verify_input(args.model, "MODEL")
+    artifacts.verify_input(args.examples, "EXAMPLES")
+    is_policy = core.is_policy_dir(args.model)
+    if is_policy and args.examples is not None:
+        raise UserError(f"Received: EXAMPLES={args.examples!r}; a Policy is evaluated in its "
+                        "environment and takes no Examples")
+    if not is_policy and args.examples is None:
         raise UserError(f"Received: model={args.model!r} and no EXAMPLES; a model is evaluated "
                         "on an Examples artifact (only a Policy artifact needs none)")
-    else:
-        result = core.run(options=options, examples_dir=args.examples, model_path=args.model,
-                          output_dir=args.output)
+    inputs = {"model": artifacts.input_identity(args.model)}
+    if args.examples is not None:
+        inputs["examples"] = artifacts.input_identity(args.examples)
+    staging = artifacts.staging_dir(output)  # published whole, or not at all
+    try:
+        if is_policy:
+            result = _evaluate_policy(args, options, staging)
+        else:
+            result = core.run(options=options, examples_dir=args.examples,
+                              model_path=args.model, output_dir=staging)
+        artifacts.publish(
+            staging, output, type="Metrics", producer="cli:evaluate",
+            fingerprint=artifacts.fingerprint("evaluate", to_plain(options), inputs,
+                                              {"seed": args.seed}),
+            inputs=inputs, properties=result.properties, metrics=result.metrics,
+            replace=args.overwrite)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:
@@ -198,7 +228,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_policy(args: argparse.Namespace, options):
+def _evaluate_policy(args: argparse.Namespace, options, output_dir):
     """The Policy path of ``edgeline evaluate``: options from the flags, environment from the
     artifact unless --environment/--suite/--max-episode-steps override it."""
     import dataclasses
@@ -222,5 +252,5 @@ def _evaluate_policy(args: argparse.Namespace, options):
         except ValueError as err:
             raise UserError(str(err)) from None
     options = dataclasses.replace(options, environment=environment)
-    return core.run_policy(options=options, policy_dir=args.model, output_dir=args.output,
+    return core.run_policy(options=options, policy_dir=args.model, output_dir=output_dir,
                            seed=args.seed)

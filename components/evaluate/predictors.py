@@ -98,7 +98,14 @@ class SavedModelPredictor(Predictor):
         import tensorflow as tf
 
         self.path = Path(path)
-        self._loaded = tf.saved_model.load(str(self.path))  # keeps the variables alive
+        try:
+            self._loaded = tf.saved_model.load(str(self.path))  # keeps the variables alive
+        except Exception as err:  # noqa: BLE001  (protobuf, TF and OS errors alike)
+            # A damaged saved_model.pb or variables file: protobuf's DecodeError, TF's
+            # DataLossError or NotFoundError, or OSError, depending on which byte broke.
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise UserError(f"{self.path}: not a readable SavedModel ({type(err).__name__}"
+                            f"{': ' + first[:200] if first else ''})") from None
         if signature not in self._loaded.signatures:
             raise UserError(
                 f"{self.path}: the SavedModel has no signature {signature!r} "

@@ -42,7 +42,11 @@ def register(subparsers) -> None:
     )
     tflite.add_argument("model", metavar="MODEL", help="the Model artifact directory")
     tflite.add_argument("--output", required=True, metavar="DIR",
-                        help="where model.tflite, labels.txt and export.json go")
+                        help="where model.tflite, labels.txt and export.json go: a new or "
+                        "empty folder, or an earlier edgeline output with --overwrite")
+    tflite.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds an earlier edgeline output (swapped only "
+                        "once the new export is complete)")
     tflite.add_argument(
         "--quantize", choices=("none", "float16", "dynamic", "int8"), default="none",
         help="none: float32; float16: float16 weights (half size); dynamic: int8 weights, "
@@ -144,15 +148,46 @@ def _print_summary(report: dict) -> None:
 
 
 def _cmd_tflite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from edgeline.components.export import core
+    from edgeline.pipeline import artifacts
+    from edgeline.pipeline.config import to_plain
 
     options = _options(args)
+    output = Path(args.output).absolute()
+    artifacts.check_output_dir(output, args.overwrite)
+    artifacts.verify_input(args.model, "MODEL")
+    artifacts.verify_input(args.examples, "--examples")
+    inputs = {"model": artifacts.input_identity(args.model)}
+    if args.examples:
+        inputs["examples"] = artifacts.input_identity(args.examples)
+    # Written aside, published whole: a failed gate still publishes its figures and files
+    # (exit 1), a crash leaves the previous output as it was.
+    staging = artifacts.staging_dir(output)
+    failed = None
     try:
-        result = core.run(model_dir=args.model, output_dir=args.output, options=options,
-                          examples_dir=args.examples, seed=args.seed,
-                          log=lambda message: print(message, file=sys.stderr, flush=True))
-    except core.ParityGateFailed as failed:
-        _print_summary(failed.result.report)
+        try:
+            result = core.run(model_dir=args.model, output_dir=staging, options=options,
+                              examples_dir=args.examples, seed=args.seed,
+                              log=lambda message: print(message, file=sys.stderr, flush=True))
+        except core.ParityGateFailed as gate:
+            failed, result = gate, gate.result
+        artifacts.publish(
+            staging, output, type="TFLiteModel", producer="cli:export",
+            fingerprint=artifacts.fingerprint("export", to_plain(options), inputs,
+                                              {"seed": args.seed}),
+            inputs=inputs, properties={"parity_passed": failed is None},
+            metrics={k: v for k, v in result.report["parity"].items()
+                     if isinstance(v, int | float) and not isinstance(v, bool)},
+            replace=args.overwrite)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if failed is not None:
+        _print_summary(result.report)
         print(f"edgeline: {failed}", file=sys.stderr)
         return 1
     if args.json:

@@ -134,6 +134,10 @@ def _cmd_train(args) -> int:
         raise UserError(f"--examples: not a directory: {args.examples!r}")
     if args.initial_model and not Path(args.initial_model).exists():
         raise UserError(f"--initial-model: path does not exist: {args.initial_model!r}")
+    from edgeline.pipeline.artifacts import verify_input
+
+    verify_input(examples, "--examples")
+    verify_input(args.initial_model, "--initial-model")
     output = Path(args.output).resolve()
     from edgeline.pipeline.artifacts import check_output_dir
 

@@ -82,7 +82,7 @@ def test_two_writers_of_one_step_at_the_same_instant_both_end_with_the_one_artif
                                      str(start)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True) for _ in range(2)]
         results = [writer.communicate(timeout=60) for writer in writers]
-        for writer, (out, err) in zip(writers, results):
+        for writer, (_out, err) in zip(writers, results):
             assert writer.returncode == 0 and "Traceback" not in err, err
         uris = {out.split()[0] for out, _ in results}
         assert uris == {str(final)}
