@@ -203,11 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the job, ``kill``): unwound like Ctrl-C, so staging
+    folders are removed and the run is recorded as interrupted, then exit code 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from edgeline.pipeline.errors import StageFailed, UserError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.func(args) or 0)
     except UserError as err:
@@ -216,9 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     except StageFailed as err:
         print(f"edgeline: error: {err}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("edgeline: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("edgeline: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if threading_is_main():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_is_main() -> bool:
+    """Signal handlers can only be set from the main thread (tests call main() elsewhere)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

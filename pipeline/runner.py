@@ -149,7 +149,8 @@ def run_pipeline(
             except BaseException as err:
                 shutil.rmtree(tmp, ignore_errors=True)
                 message = f"{type(err).__name__}: {err}"
-                store.finish_execution(ex, "failed", inputs=input_fps, error=message)
+                status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+                store.finish_execution(ex, status, inputs=input_fps, error=message)
                 if isinstance(err, KeyboardInterrupt):
                     raise
                 if isinstance(err, UserError):
@@ -179,7 +180,10 @@ def run_pipeline(
             log(f"{prefix}: done in {seconds:.1f}s -> {artifact.uri}")
         store.finish_run(run_id, "complete")
     except BaseException as err:
-        store.finish_run(run_id, "failed", f"{type(err).__name__}: {err}")
+        # Ctrl-C (and SIGTERM, which the CLI turns into the same exception) is the user's
+        # choice, not a failure: the run reads "interrupted", as one killed outright does.
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        store.finish_run(run_id, status, f"{type(err).__name__}: {err}")
         if not isinstance(err, KeyboardInterrupt):
             _write_report(store, run_id, outcomes, log)  # what was built, and what failed
         store.close()

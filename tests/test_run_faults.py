@@ -706,3 +706,48 @@ def test_a_bad_input_error_names_the_failing_step(bad_split_run):
     _, result = bad_split_run
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and "'evaluate'" in errors[0], errors
+
+
+# -- 5. Ctrl-C and SIGTERM ---------------------------------------------------------------------
+#
+# A user's Ctrl-C (SIGINT to the whole foreground process group) and a scheduler's SIGTERM (to
+# the CLI's process) stop a run inside train: one line, the documented exit code, no
+# traceback, nothing half-published, the run recorded as interrupted (it read "failed"), and
+# a rerun completes from the cache and the epoch checkpoint.
+
+
+@pytest.mark.parametrize("how, exit_code, line", [
+    ("SIGINT to the group", 130, "edgeline: interrupted"),
+    ("SIGTERM to the process", 128 + signal.SIGTERM, "edgeline: terminated"),
+])
+def test_a_signal_inside_train_ends_the_run_as_interrupted(reference_run, config_path,
+                                                          tmp_path, how, exit_code, line):
+    runs_dir = copy_of(reference_run, tmp_path)
+    for artifact in published_dirs(runs_dir):  # keep ingest's, so that train starts at once
+        if Artifact.load(artifact).producer.split(":")[0] != "images":
+            shutil.rmtree(artifact)
+    run = WatchedRun(edgeline_command(config_path, runs_dir))
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while not inside_train(runs_dir)(run):
+            assert run.process.poll() is None and time.monotonic() < deadline, run.output
+            time.sleep(0.02)
+        if how.startswith("SIGINT"):
+            os.killpg(run.process.pid, signal.SIGINT)
+        else:
+            run.process.send_signal(signal.SIGTERM)
+        result = run.wait()
+    finally:
+        run.stop_if_running()
+    assert result.returncode == exit_code, result.stdout[-3000:]
+    assert line in result.stdout.splitlines() and "Traceback" not in result.stdout
+    assert not staging_dirs(runs_dir)
+    assert_every_published_artifact_verifies(runs_dir)
+    assert lineage_rows(runs_dir, "SELECT status FROM runs ORDER BY started")[-1] == (
+        "interrupted",)
+    executions = lineage_rows(runs_dir, "SELECT step, status FROM executions "
+                                        "WHERE step='classifier' ORDER BY started")
+    assert executions[-1] == ("classifier", "interrupted")
+    rerun = run_edgeline(config_path, runs_dir)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert step_statuses(rerun.stderr)["images"] == ["cached"]
