@@ -611,47 +611,18 @@ def _decode_image(boxes, scores, *, max_detections, score_threshold, iou_thresho
     }
 
 
-def decode_detections(
-    raw_outputs,
-    *,
-    input_size: tuple[int, int],
-    strides: tuple[int, ...] = DETECTOR_STRIDES,
-    max_detections: int = 100,
-    score_threshold: float = 0.05,
-    iou_threshold: float = 0.5,
-    soft_nms_sigma: float = 0.0,
-    pre_nms_top_k: int = 1000,
-    class_agnostic: bool = False,
-) -> dict[str, tf.Tensor]:
+def decode_detections(raw_outputs, **settings) -> dict[str, tf.Tensor]:
     """Raw ``(N, A, 5 + C)`` outputs -> fixed-size detections (see the module docstring).
 
-    Args:
-      raw_outputs: the model's output.
-      input_size: ``(height, width)`` the model was built for.
-      strides: the model's output strides.
-      max_detections: K, detections kept per image.
-      score_threshold: detections scoring below it are dropped.
-      iou_threshold: hard-NMS overlap above which the lower-scoring box is removed.
-      soft_nms_sigma: sigma of soft-NMS's Gaussian decay; 0 for hard NMS.
-      pre_nms_top_k: (location, class) candidates kept before NMS.
-      class_agnostic: suppress across classes too.
-
-    Returns:
-      ``boxes (N, K, 4)`` normalized ``[ymin, xmin, ymax, xmax]``, ``scores (N, K)``,
-      ``classes (N, K)`` int32, ``num_detections (N,)`` int32.
-
-    A static batch size is decoded image by image in the graph (plain builtin ops for
-    TFLite); an unknown one with ``tf.map_fn``.
+    ``settings`` are the keyword arguments of :func:`decode_head_outputs` (``input_size`` is
+    required), which decodes the raw tensor's three parts.
     """
     raw_outputs = tf.cast(raw_outputs, tf.float32)
     return decode_head_outputs(
         raw_outputs[..., 0:BOX_CHANNELS],
         raw_outputs[..., OBJECTNESS_CHANNEL:CLASS_CHANNELS_START],
         raw_outputs[..., CLASS_CHANNELS_START:],
-        input_size=input_size, strides=strides, max_detections=max_detections,
-        score_threshold=score_threshold, iou_threshold=iou_threshold,
-        soft_nms_sigma=soft_nms_sigma, pre_nms_top_k=pre_nms_top_k,
-        class_agnostic=class_agnostic,
+        **settings,
     )
 
 
@@ -669,9 +640,29 @@ def decode_head_outputs(
     pre_nms_top_k: int = 1000,
     class_agnostic: bool = False,
 ) -> dict[str, tf.Tensor]:
-    """:func:`decode_detections` of the raw output's three parts given apart: ``box_outputs
-    (N, A, 4)``, ``objectness_logits (N, A, 1)`` and ``class_logits (N, A, C)``, as
-    :func:`head_outputs` returns them."""
+    """The raw output's three parts, given apart (as :func:`head_outputs` returns them), ->
+    fixed-size detections.
+
+    Args:
+      box_outputs: ``(N, A, 4)`` encoded boxes ``t``.
+      objectness_logits: ``(N, A, 1)``.
+      class_logits: ``(N, A, C)``.
+      input_size: ``(height, width)`` the model was built for.
+      strides: the model's output strides.
+      max_detections: K, detections kept per image.
+      score_threshold: detections scoring below it are dropped.
+      iou_threshold: hard-NMS overlap above which the lower-scoring box is removed.
+      soft_nms_sigma: sigma of soft-NMS's Gaussian decay; 0 for hard NMS.
+      pre_nms_top_k: (location, class) candidates kept before NMS.
+      class_agnostic: suppress across classes too.
+
+    Returns:
+      ``boxes (N, K, 4)`` normalized ``[ymin, xmin, ymax, xmax]``, ``scores (N, K)``,
+      ``classes (N, K)`` int32, ``num_detections (N,)`` int32.
+
+    A static batch size is decoded image by image in the graph (plain builtin ops for
+    TFLite); an unknown one with ``tf.map_fn``.
+    """
     if max_detections < 1 or pre_nms_top_k < 1:
         raise ValueError(
             f"Received: max_detections={max_detections}, pre_nms_top_k={pre_nms_top_k}; "
