@@ -38,20 +38,19 @@ def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed:
     directory through the records contract: shards, labels.txt, artifact.json properties."""
     import csv
     import hashlib
-    import json
     from pathlib import Path
 
     import tensorflow as tf
 
     from edgeline.components.ingest.demo_data import write_classification_set
-    from edgeline.pipeline import records
+    from edgeline.pipeline import artifacts, records
 
     root = Path(root)
     source = write_classification_set(root / "source", seed=seed, plant_faults=False,
                                       train_per_class=train_per_class,
                                       val_per_class=val_per_class)
     examples = root / "examples"
-    examples.mkdir(parents=True)
+    staging = artifacts.staging_dir(examples)
     classes = [line.split(" ", 1) for line in
                (source / "LOC_synset_mapping.txt").read_text().splitlines()]
     index = {wnid: i for i, (wnid, _) in enumerate(classes)}
@@ -59,7 +58,7 @@ def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed:
         val = [(source / "val" / row["filename"], row["wnid"]) for row in csv.DictReader(f)]
     train = [(path, path.parent.name) for path in sorted((source / "train").glob("*/*.JPEG"))]
     for split, items in (("train", train), ("validation", val)):
-        with tf.io.TFRecordWriter(str(examples / records.shard_name(split, 0, 1))) as writer:
+        with tf.io.TFRecordWriter(str(staging / records.shard_name(split, 0, 1))) as writer:
             for path, wnid in items:
                 encoded = path.read_bytes()
                 example = records.classification_example(
@@ -67,10 +66,14 @@ def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed:
                     source_id=path.stem, sha256=hashlib.sha256(encoded).hexdigest(),
                     label=index[wnid], synset=wnid, text=dict(classes)[wnid])
                 writer.write(example.SerializeToString())
-    (examples / "labels.txt").write_text("".join(f"{w}\t{t}\n" for w, t in classes))
+    (staging / "labels.txt").write_text("".join(f"{w}\t{t}\n" for w, t in classes))
     properties = {"task": "classification", "num_classes": len(classes), "splits": {
         "train": {"written": len(train)}, "validation": {"written": len(val)}}}
-    (examples / "artifact.json").write_text(json.dumps({"properties": properties}))
+    # Published like an ingest output (a manifest of every file), so the standalone commands
+    # that verify their --examples input accept it.
+    artifacts.publish(staging, examples, type="Examples", producer="tests:demo_examples",
+                      fingerprint=f"demo-{seed}-{train_per_class}-{val_per_class}", inputs={},
+                      properties=properties, metrics={})
     return examples
 
 

@@ -73,7 +73,9 @@ class DqnOptions:
             raise ValueError("Received: q_network=''; q_network must name a preset")
         from edgeline.models import registry  # checked with the config (no TensorFlow)
 
-        if registry.check(self.q_network).task != "q_network":
+        # Looked up among the Q-network presets first, so a misspelt name is answered with
+        # those, not with every classifier the registry holds.
+        if self.q_network not in registry.names(task="q_network"):
             raise ValueError(
                 f"Received: q_network={self.q_network!r}; it is not a Q-network preset; the "
                 f"model registry has: {', '.join(registry.names(task='q_network'))}"

@@ -178,7 +178,8 @@ def test_the_evaluate_command_takes_a_policy_artifact(policy_dir, tmp_path, caps
     assert capsys.readouterr().err == (
         "edgeline: error: Received: episodes=0; episodes must be >= 1\n"
     )
-    assert main(["evaluate", str(policy_dir), str(tmp_path), "--output", str(tmp_path)]) == 2
+    assert main(["evaluate", str(policy_dir), str(tmp_path), "--output",
+                 str(tmp_path / "mixed")]) == 2
     assert "a Policy is evaluated in its environment" in capsys.readouterr().err
 
 
