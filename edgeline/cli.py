@@ -94,7 +94,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(html_path)
         print(md_path)
         return 0
-    store = RunStore(args.runs_dir)
+    store = RunStore(args.runs_dir, read_only=True)
     try:
         if args.action == "list":
             runs = store.list_runs()

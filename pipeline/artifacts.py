@@ -9,6 +9,7 @@ detected instead of silently used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -17,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,31 @@ def verify_input(path: str | os.PathLike | None, label: str) -> None:
     if problem:
         raise UserError(f"{label}: the artifact {str(directory)!r} is damaged: {problem} "
                         "(rebuild it: rerun the step that made it)")
+
+
+@contextlib.contextmanager
+def writing_output(output: Path, flag: str = "--output") -> Iterator[Path]:
+    """The staging folder a standalone command writes ``output`` into, then publishes.
+
+    Whatever fails inside removes it, so the previous ``output`` stays as it was; a full or
+    read-only disk becomes a :class:`StorageError` naming ``flag`` and the folder (one line,
+    not the tracebacks of every library that met it).
+    """
+    from edgeline.pipeline.errors import StorageError, UserError, storage_problem
+
+    staging = None
+    try:
+        staging = staging_dir(output)
+        yield staging
+    except BaseException as err:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        problem = None if isinstance(err, UserError) else storage_problem(err)
+        if problem is not None:
+            raise StorageError(f"{flag} {str(output)!r}: {problem}; nothing was written there "
+                               "(rerun once it can be written, or choose another folder)"
+                               ) from err
+        raise
 
 
 def staging_dir(final_dir: Path) -> Path:

@@ -32,7 +32,7 @@ from typing import Any
 
 import edgeline
 from edgeline.pipeline.artifacts import ARTIFACT_FILE, Artifact
-from edgeline.pipeline.errors import UserError
+from edgeline.pipeline.errors import StorageError, UserError, storage_problem
 from edgeline.pipeline.store import RunStore
 
 REPORT_HTML = "report.html"
@@ -762,7 +762,7 @@ def write_report(
     """
     if not isinstance(runs_dir, RunStore) and not Path(runs_dir, "lineage.sqlite").is_file():
         raise UserError(f"no runs directory at {str(runs_dir)!r} (no lineage.sqlite in it)")
-    store = runs_dir if isinstance(runs_dir, RunStore) else RunStore(runs_dir)
+    store = runs_dir if isinstance(runs_dir, RunStore) else RunStore(runs_dir, read_only=True)
     try:
         run_id = store.resolve_run(run_id)
         title, blocks = build_report(store, run_id)
@@ -770,10 +770,22 @@ def write_report(
     finally:
         if store is not runs_dir:
             store.close()
+    try:
+        return _write_files(output, title, blocks)
+    except OSError as err:
+        problem = storage_problem(err)
+        if problem is None:
+            raise
+        raise StorageError(f"the report cannot be written into {str(output)!r}: {problem}"
+                           ) from err
+
+
+def _write_files(output: Path, title: str, blocks: list) -> tuple[Path, Path]:
     output.mkdir(parents=True, exist_ok=True)
     _unique_names(blocks)
     assets = output / ASSETS_DIR
-    shutil.rmtree(assets, ignore_errors=True)  # figures of an earlier rendering
+    if assets.exists():  # figures of an earlier rendering (a refusal here is said, not hidden)
+        shutil.rmtree(assets)
     figures = [b for b in blocks if isinstance(b, Figure)]
     if figures:
         assets.mkdir()

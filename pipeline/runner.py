@@ -8,6 +8,7 @@ in place and is reported by name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import sys
@@ -15,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NoReturn
 
 from edgeline.pipeline.artifacts import (
     ARTIFACT_FILE,
@@ -24,7 +26,13 @@ from edgeline.pipeline.artifacts import (
     staging_dir,
 )
 from edgeline.pipeline.config import PipelineConfig
-from edgeline.pipeline.errors import ConfigError, StageFailed, UserError
+from edgeline.pipeline.errors import (
+    ConfigError,
+    StageFailed,
+    StorageError,
+    UserError,
+    storage_problem,
+)
 from edgeline.pipeline.stage import StageContext, StageRegistry
 from edgeline.pipeline.store import RunStore
 
@@ -146,32 +154,23 @@ def run_pipeline(
             )
             try:
                 result = stage.run(context)
+                artifact = publish(
+                    tmp,
+                    final_dir,
+                    type=stage.artifact_type,
+                    producer=f"{step.name}:{stage.name}",
+                    fingerprint=fp,
+                    inputs=input_fps,
+                    properties=result.properties,
+                    metrics=result.metrics,
+                    # A damaged copy (or a folder without artifact.json) is rebuilt in place;
+                    # an artifact another run published meanwhile is used as it is.
+                    replace=problem is not None or not (final_dir / ARTIFACT_FILE).is_file(),
+                )
             except BaseException as err:
+                # Removed first: on a full disk this frees the space the lineage row needs.
                 shutil.rmtree(tmp, ignore_errors=True)
-                message = f"{type(err).__name__}: {err}"
-                status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-                store.finish_execution(ex, status, inputs=input_fps, error=message)
-                if isinstance(err, KeyboardInterrupt):
-                    raise
-                if isinstance(err, UserError):
-                    # Still bad input (exit 2, one line), but say which step received it: a
-                    # config may run one stage in several steps (the demo evaluates two).
-                    raise type(err)(f"step '{step.name}' ({stage.name}): {err}") from err
-                traceback.print_exc(file=sys.stderr)
-                raise StageFailed(step.name, err) from err
-            artifact = publish(
-                tmp,
-                final_dir,
-                type=stage.artifact_type,
-                producer=f"{step.name}:{stage.name}",
-                fingerprint=fp,
-                inputs=input_fps,
-                properties=result.properties,
-                metrics=result.metrics,
-                # A damaged copy (or a folder without artifact.json) is rebuilt in place; an
-                # artifact another run published meanwhile is used as it is.
-                replace=problem is not None or not (final_dir / ARTIFACT_FILE).is_file(),
-            )
+                _step_failed(store, ex, step.name, stage.name, input_fps, err)
             store.record_artifact(artifact)
             seconds = time.time() - started
             store.finish_execution(ex, "complete", inputs=input_fps, output=fp)
@@ -183,14 +182,50 @@ def run_pipeline(
         # Ctrl-C (and SIGTERM, which the CLI turns into the same exception) is the user's
         # choice, not a failure: the run reads "interrupted", as one killed outright does.
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        store.finish_run(run_id, status, f"{type(err).__name__}: {err}")
-        if not isinstance(err, KeyboardInterrupt):
-            _write_report(store, run_id, outcomes, log)  # what was built, and what failed
+        recorded = _record_end(store, run_id, status, f"{type(err).__name__}: {err}")
+        problem = None if isinstance(err, UserError) else storage_problem(err)
+        # What was built, and what failed; not after a disk refused a write (the report would
+        # be refused too, or fill the disk further).
+        if recorded and not isinstance(err, KeyboardInterrupt | StorageError) and not problem:
+            _write_report(store, run_id, outcomes, log)
         store.close()
+        if problem is not None:
+            raise StorageError.in_runs_dir(store.root, problem) from err
         raise
     report = _write_report(store, run_id, outcomes, log)
     store.close()
     return RunOutcome(run_id, Path(store.root), outcomes, report)
+
+
+def _step_failed(store: RunStore, execution: int, step: str, stage: str,
+                 input_fps: dict[str, str], err: BaseException) -> NoReturn:
+    """Records a step's failure and raises what the CLI shows: one line for bad input, a
+    full or read-only disk, or Ctrl-C; the traceback and the step's name for anything else."""
+    message = f"{type(err).__name__}: {err}"
+    status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    with contextlib.suppress(StorageError):  # a full disk may refuse this row too
+        store.finish_execution(execution, status, inputs=input_fps, error=message)
+    if isinstance(err, KeyboardInterrupt):
+        raise err
+    if isinstance(err, UserError):
+        # Still bad input (exit 2, one line), but say which step received it: a config may
+        # run one stage in several steps (the demo evaluates two).
+        raise type(err)(f"step '{step}' ({stage}): {err}") from err
+    problem = storage_problem(err)
+    if problem is not None:
+        raise StorageError.in_runs_dir(store.root, problem, f"'{step}' ({stage})") from err
+    traceback.print_exc(file=sys.stderr)
+    raise StageFailed(step, err) from err
+
+
+def _record_end(store: RunStore, run_id: str, status: str, error: str) -> bool:
+    """Records how the run ended, unless the disk refuses (then the next opening of the
+    store reads it as interrupted: its process is gone)."""
+    try:
+        store.finish_run(run_id, status, error)
+    except StorageError:
+        return False
+    return True
 
 
 def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
@@ -205,7 +240,8 @@ def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
     try:
         html_path, md_path = report.write_report(store, run_id)
     except Exception as err:  # noqa: BLE001 (any failure of the report: said, run kept)
-        traceback.print_exc(file=sys.stderr)
+        if storage_problem(err) is None:  # a full or read-only disk needs no traceback
+            traceback.print_exc(file=sys.stderr)
         log(f"report: not written ({type(err).__name__}: {err}); "
             f"retry with 'edgeline runs report {run_id} --runs-dir {store.root}'")
         return None

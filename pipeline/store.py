@@ -11,6 +11,7 @@ Layout of a runs directory::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 from edgeline.pipeline.artifacts import Artifact, process_alive, sweep_stale, verify
-from edgeline.pipeline.errors import UserError
+from edgeline.pipeline.errors import StorageError, UserError, storage_problem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -39,13 +40,45 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def _storage_errors(method):
+    """A store write the disk refused (full, read-only) is a :class:`StorageError` naming the
+    runs directory: one line for the user, not a chain of SQLite tracebacks."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, sqlite3.Error) as err:
+            problem = storage_problem(err)
+            if problem is None:
+                raise
+            raise StorageError.in_runs_dir(self.root, problem) from err
+
+    return wrapper
+
+
 class RunStore:
-    def __init__(self, runs_dir: str | Path):
+    """A runs directory. ``read_only`` opens it for reading alone (``edgeline runs
+    list/show``): nothing is created, swept or updated, so it works on a full disk or a
+    read-only copy, and a run whose process is gone reads ``interrupted``."""
+
+    @_storage_errors
+    def __init__(self, runs_dir: str | Path, *, read_only: bool = False):
         self.root = Path(runs_dir)
+        self.read_only = read_only
+        self.cache_dir = self.root / "cache"
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"runs directory {str(self.root)!r} is a file, not a folder; "
+                               "pass another --runs-dir")
+        if read_only:
+            database = (self.root / "lineage.sqlite").resolve()
+            if not database.is_file():
+                raise UserError(f"no runs recorded in {self.root}")
+            self._db = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=30)
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "artifacts").mkdir(exist_ok=True)
         (self.root / "runs").mkdir(exist_ok=True)
-        self.cache_dir = self.root / "cache"
         self.cache_dir.mkdir(exist_ok=True)
         sweep_stale(self.root / "artifacts")
         self._db = sqlite3.connect(self.root / "lineage.sqlite", timeout=30)
@@ -63,17 +96,21 @@ class RunStore:
             if name not in columns:
                 self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
-    def _mark_interrupted(self) -> None:
-        """Runs (and their executions) still marked running whose process on this host is
-        gone: they were killed. Runs of other hosts sharing the directory are left alone."""
+    def _stale_runs(self) -> set[str]:
+        """Runs still marked running whose process on this host is gone: they were killed, or
+        could not record their end (a full disk). Runs of other hosts are left alone."""
         host = socket.gethostname()
-        stale = [
+        return {
             run_id
             for run_id, pid, run_host in self._db.execute(
                 "SELECT id, pid, host FROM runs WHERE status='running'"
             ).fetchall()
             if run_host in (None, host) and not (pid and process_alive(int(pid)))
-        ]
+        }
+
+    def _mark_interrupted(self) -> None:
+        """Records the :meth:`_stale_runs` (and their executions) as interrupted."""
+        stale = self._stale_runs()
         for run_id in stale:
             self._db.execute(
                 "UPDATE runs SET status='interrupted', "
@@ -111,6 +148,7 @@ class RunStore:
             return None, problem
         return artifact, None
 
+    @_storage_errors
     def record_artifact(self, artifact: Artifact) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
@@ -120,6 +158,7 @@ class RunStore:
         self._db.commit()
 
     # -- runs and executions ---------------------------------------------------------
+    @_storage_errors
     def start_run(self, pipeline: str, config_path: str | None, resolved: dict) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         run_dir = self.root / "runs" / run_id
@@ -135,6 +174,7 @@ class RunStore:
         self._db.commit()
         return run_id
 
+    @_storage_errors
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         self._db.execute(
             "UPDATE runs SET finished=?, status=?, error=? WHERE id=?",
@@ -142,6 +182,7 @@ class RunStore:
         )
         self._db.commit()
 
+    @_storage_errors
     def start_execution(self, run_id: str, step: str, stage: str) -> int:
         cur = self._db.execute(
             "INSERT INTO executions (run_id, step, stage, started, status, cached) "
@@ -151,6 +192,7 @@ class RunStore:
         self._db.commit()
         return int(cur.lastrowid)
 
+    @_storage_errors
     def finish_execution(
         self,
         execution_id: int,
@@ -180,7 +222,13 @@ class RunStore:
         rows = self._db.execute(
             "SELECT id, pipeline, started, finished, status FROM runs ORDER BY started DESC"
         ).fetchall()
-        return [dict(zip(("id", "pipeline", "started", "finished", "status"), r)) for r in rows]
+        runs = [dict(zip(("id", "pipeline", "started", "finished", "status"), r)) for r in rows]
+        if self.read_only:  # what _mark_interrupted would have recorded
+            stale = self._stale_runs()
+            for run in runs:
+                if run["id"] in stale:
+                    run["status"] = "interrupted"
+        return runs
 
     def resolve_run(self, run: str | None) -> str:
         runs = self.list_runs()
@@ -204,6 +252,8 @@ class RunStore:
         ).fetchone()
         keys = ("id", "pipeline", "config_path", "started", "finished", "status", "error")
         result: dict[str, Any] = dict(zip(keys, run))
+        if self.read_only and run_id in self._stale_runs():
+            result["status"] = "interrupted"
         result["config"] = str(self.root / "runs" / run_id / "config.yaml")
         executions = self._db.execute(
             "SELECT id, step, stage, status, cached, started, finished, error FROM executions "
@@ -213,6 +263,8 @@ class RunStore:
         result["executions"] = []
         result["artifacts"] = []
         for ex_id, step, stage, status, cached, started, finished, error in executions:
+            if status == "running" and result["status"] == "interrupted":
+                status = "interrupted"
             events = self._db.execute(
                 "SELECT fingerprint, kind, name FROM events WHERE execution_id=?", (ex_id,)
             ).fetchall()

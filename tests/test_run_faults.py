@@ -15,6 +15,7 @@ those 1,500 images; everything else is made small here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -751,3 +752,203 @@ def test_a_signal_inside_train_ends_the_run_as_interrupted(reference_run, config
     rerun = run_edgeline(config_path, runs_dir)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert step_statuses(rerun.stderr)["images"] == ["cached"]
+
+
+def test_ctrl_c_inside_ingest_is_one_line_and_no_worker_traceback(reference_run, config_path,
+                                                                  tmp_path):
+    """Ctrl-C reaches Beam's worker processes too (one process group): they and the threads
+    serving them printed 4 tracebacks around the CLI's line. Now their output goes aside."""
+    runs_dir = copy_of(reference_run, tmp_path)
+    for artifact in published_dirs(runs_dir):  # every step from ingest on is rebuilt
+        shutil.rmtree(artifact)
+    run = WatchedRun(edgeline_command(config_path, runs_dir))
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while not inside_ingest(runs_dir)(run):
+            assert run.process.poll() is None and time.monotonic() < deadline, run.output
+            time.sleep(0.02)
+        os.killpg(run.process.pid, signal.SIGINT)
+        result = run.wait()
+    finally:
+        run.stop_if_running()
+    assert result.returncode == 130, result.stdout[-3000:]
+    assert "Traceback" not in result.stdout and "Error" not in result.stdout, result.stdout
+    assert result.stdout.splitlines()[-1] == "edgeline: interrupted"
+    assert not staging_dirs(runs_dir) and not published_dirs(runs_dir)
+    assert lineage_rows(runs_dir, "SELECT status FROM runs ORDER BY started")[-1] == (
+        "interrupted",)
+    rerun = run_edgeline(config_path, runs_dir, "--only", "images")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert tfrecord_bytes(listed_artifacts(rerun.stdout)["images"]) == tfrecord_bytes(
+        reference_run[2]["images"])
+
+
+# -- 6. storage: a full disk, a read-only folder, a file for a folder ---------------------------
+# A small disk is a tmpfs mounted for the test (CI runs as root, as this machine does).
+
+
+@contextlib.contextmanager
+def small_disk(directory: Path, size_bytes: int):
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs",
+                              str(directory)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a small disk is a tmpfs mount, refused here: {mounted.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def remount(directory: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(directory)], check=True)
+
+
+def disk_usage(directory: Path) -> int:
+    """Bytes the files take on disk (whole blocks: the demo images are small files)."""
+    return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
+
+
+def copy_into_small_disk(reference_run, disk: Path) -> Path:
+    runs_dir = disk / "runs"
+    shutil.copytree(reference_run[0], runs_dir)
+    return runs_dir
+
+
+def leave_free(disk: Path, free_bytes: int) -> None:
+    """Resizes the mounted disk to what it holds plus ``free_bytes``."""
+    remount(disk, f"size={shutil.disk_usage(disk).used + free_bytes}")
+
+
+def fill(directory: Path) -> None:
+    """Writes a file until the disk refuses: nothing is left."""
+    with open(directory / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):  # what the last partial block left
+        with open(directory / "filler-tail", "wb") as f:
+            while True:
+                f.write(b"\0" * 512)
+                f.flush()
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, code: int, *phrases: str) -> None:
+    assert result.returncode == code, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and all(p in errors[0] for p in phrases), result.stderr[-3000:]
+    assert errors[0] == result.stderr.strip().splitlines()[-1]
+
+
+def runs_list(runs_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeline", "runs", "list", "--runs-dir",
+                           str(runs_dir)], capture_output=True, text=True,
+                          env=child_environment(), timeout=120)
+
+
+def test_a_full_disk_inside_a_step_is_one_line_and_the_rerun_completes(reference_run,
+                                                                       config_path, tmp_path):
+    """Ingest's shards do not fit: the step fails with one line, the run is recorded as
+    failed, nothing is half-published, `runs list` works, and once there is room the rerun
+    writes the same bytes as a clean run."""
+    reference = reference_run[2]
+    images = reference["images"]
+    assert disk_usage(images.path) > 2 << 20  # the shards cannot fit in the 1 MB left
+    with small_disk(tmp_path / "disk", 2 * disk_usage(reference_run[0]) + (64 << 20)) as disk:
+        runs_dir = copy_into_small_disk(reference_run, disk)
+        shutil.rmtree(runs_dir / "artifacts" / images.path.parent.name / images.path.name)
+        leave_free(disk, 1 << 20)
+        result = run_edgeline(config_path, runs_dir, "--only", "images")
+        assert_one_error_line(result, 2, "step 'images' (ingest)",
+                              "no space left on the device", str(runs_dir))
+        assert not staging_dirs(runs_dir)
+        assert_earlier_artifacts_intact(runs_dir, reference, ("classifier", "evaluate"))
+        assert lineage_rows(runs_dir, "SELECT status FROM runs ORDER BY started")[-1] == (
+            "failed",)
+        listed = runs_list(runs_dir)
+        assert listed.returncode == 0 and "failed" in listed.stdout.splitlines()[0]
+
+        leave_free(disk, 64 << 20)
+        rerun = run_edgeline(config_path, runs_dir, "--only", "images")
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert tfrecord_bytes(listed_artifacts(rerun.stdout)["images"]) == tfrecord_bytes(images)
+
+
+def test_a_full_disk_before_the_run_starts_is_one_line_and_runs_list_still_works(
+        reference_run, config_path, tmp_path):
+    with small_disk(tmp_path / "disk", 2 * disk_usage(reference_run[0]) + (64 << 20)) as disk:
+        runs_dir = copy_into_small_disk(reference_run, disk)
+        leave_free(disk, 1 << 20)
+        fill(disk)
+        result = run_edgeline(config_path, runs_dir, "--force")
+        assert_one_error_line(result, 2, "no space left on the device", str(runs_dir))
+        listed = runs_list(runs_dir)
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        assert [line.split()[2] for line in listed.stdout.splitlines()] == ["complete"]
+
+        for filler in disk.glob("filler*"):
+            filler.unlink()
+        rerun = run_edgeline(config_path, runs_dir)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert set(step_statuses(rerun.stderr)) == set(STEPS)
+        assert all(words == ["cached"] for words in step_statuses(rerun.stderr).values())
+
+
+def test_a_read_only_runs_directory_is_one_line_and_can_still_be_read(reference_run,
+                                                                     config_path, tmp_path):
+    with small_disk(tmp_path / "disk", 2 * disk_usage(reference_run[0]) + (64 << 20)) as disk:
+        runs_dir = copy_into_small_disk(reference_run, disk)
+        before = {p: p.read_bytes() for p in runs_dir.rglob("*") if p.is_file()}
+        remount(disk, "ro")
+        result = run_edgeline(config_path, runs_dir)
+        assert_one_error_line(result, 2, "the file system is read-only", str(runs_dir))
+        listed = runs_list(runs_dir)
+        assert listed.returncode == 0 and "complete" in listed.stdout, listed.stderr[-3000:]
+        shown = subprocess.run([sys.executable, "-m", "edgeline", "runs", "show", "--runs-dir",
+                                str(runs_dir)], capture_output=True, text=True,
+                               env=child_environment(), timeout=120)
+        assert shown.returncode == 0 and "export_int8" in shown.stdout, shown.stderr[-3000:]
+        report = subprocess.run([sys.executable, "-m", "edgeline", "runs", "report",
+                                 "--runs-dir", str(runs_dir)], capture_output=True, text=True,
+                                env=child_environment(), timeout=120)
+        assert_one_error_line(report, 2, "the report cannot be written",
+                              "the file system is read-only")
+        remount(disk, "rw")
+        assert {p: p.read_bytes() for p in runs_dir.rglob("*") if p.is_file()} == before
+        rerun = run_edgeline(config_path, runs_dir)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert all(words == ["cached"] for words in step_statuses(rerun.stderr).values())
+
+
+def test_a_runs_directory_that_is_a_file_is_one_line(config_path, tmp_path):
+    not_a_folder = tmp_path / "runs"
+    not_a_folder.write_text("mine\n")
+    result = run_edgeline(config_path, not_a_folder)
+    assert_one_error_line(result, 2, "is a file, not a folder", str(not_a_folder))
+    assert not_a_folder.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_standalone_ingest_onto_a_full_or_read_only_disk_is_one_line(reference_run,
+                                                                       tmp_path, fault):
+    """`edgeline ingest --output` on a full disk printed 17 tracebacks (its Beam workers'
+    among them); now one line, and nothing is left in the folder."""
+    [source] = (reference_run[0] / "cache").glob("builtin-classification-*")
+    with small_disk(tmp_path / "disk", 64 << 20) as disk:
+        if fault == "full":
+            fill(disk)
+        else:
+            remount(disk, "ro")
+        output = disk / "examples"
+        result = subprocess.run(
+            [sys.executable, "-m", "edgeline", "ingest", "imagenet", str(source), "--output",
+             str(output), "--workers", "2", "--no-progress"],
+            capture_output=True, text=True, env=child_environment(), timeout=RUN_TIMEOUT_SECONDS)
+        problem = ("no space left on the device" if fault == "full"
+                   else "the file system is read-only")
+        assert_one_error_line(result, 2, f"--output {str(output)!r}", problem)
+        assert not output.exists() and not list(disk.glob(".examples.tmp-*"))

@@ -149,8 +149,7 @@ def _cmd_compress(args) -> int:
                                      {"seed": seed, "deterministic": deterministic})
     # Written aside and swapped in only when complete: a compress that fails leaves the
     # previous output as it was.
-    staging = artifacts.staging_dir(output)
-    try:
+    with artifacts.writing_output(output) as staging:
         if options.mode == "frontier":
             from edgeline.components.compress import frontier
 
@@ -168,11 +167,6 @@ def _cmd_compress(args) -> int:
         artifacts.publish(staging, output, type=artifact_type, producer="cli:compress",
                           fingerprint=identity, inputs=inputs, properties=result.properties,
                           metrics=result.metrics, replace=args.overwrite)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if options.mode == "frontier":
         print(table, end="")
         print(f"chosen: {result.chosen or 'none within the budget'}")

@@ -202,8 +202,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     inputs = {"model": artifacts.input_identity(args.model)}
     if args.examples is not None:
         inputs["examples"] = artifacts.input_identity(args.examples)
-    staging = artifacts.staging_dir(output)  # published whole, or not at all
-    try:
+    with artifacts.writing_output(output) as staging:  # published whole, or not at all
         if is_policy:
             result = _evaluate_policy(args, options, staging)
         else:
@@ -215,11 +214,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                               {"seed": args.seed}),
             inputs=inputs, properties=result.properties, metrics=result.metrics,
             replace=args.overwrite)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:

@@ -164,9 +164,8 @@ def _cmd_tflite(args: argparse.Namespace) -> int:
         inputs["examples"] = artifacts.input_identity(args.examples)
     # Written aside, published whole: a failed gate still publishes its figures and files
     # (exit 1), a crash leaves the previous output as it was.
-    staging = artifacts.staging_dir(output)
     failed = None
-    try:
+    with artifacts.writing_output(output) as staging:
         try:
             result = core.run(model_dir=args.model, output_dir=staging, options=options,
                               examples_dir=args.examples, seed=args.seed,
@@ -181,11 +180,6 @@ def _cmd_tflite(args: argparse.Namespace) -> int:
             metrics={k: v for k, v in result.report["parity"].items()
                      if isinstance(v, int | float) and not isinstance(v, bool)},
             replace=args.overwrite)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if failed is not None:
         _print_summary(result.report)
         print(f"edgeline: {failed}", file=sys.stderr)

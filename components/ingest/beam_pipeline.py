@@ -58,7 +58,10 @@ def pipeline_options(workers: int, runner: str, beam_args: Sequence[str] = ()) -
                         "Beam pipeline option (see Beam's PipelineOptions for each runner's)")
     flags = [*beam_args, "--runner", runner]
     if not any(f.startswith("--default_sdk_harness_log_level") for f in flags):
-        flags += ["--default_sdk_harness_log_level", "WARNING"]  # quiet worker processes
+        # Quiet worker processes: a worker's failure reaches this process as the pipeline's
+        # exception (with the worker's traceback in its text), which the CLI reports once;
+        # logged by each worker as well, a full disk printed 17 tracebacks.
+        flags += ["--default_sdk_harness_log_level", "CRITICAL"]
     options = PipelineOptions(flags)
     if runner in DIRECT_RUNNERS:
         direct = options.view_as(DirectOptions)
@@ -123,6 +126,53 @@ def _quiet_beam_loggers():
             logging.getLogger(name).setLevel(level)
 
 
+@contextlib.contextmanager
+def _worker_stderr_aside(enabled: bool):
+    """Beam's worker subprocesses write to the stderr they inherit: a traceback per failed
+    bundle (sdk_worker.py prints it, so no log level stops it; a full disk gave 17), and on
+    Ctrl-C each worker and the threads that served it print theirs, around the one line the
+    CLI prints. For the pipeline's run, file descriptor 2 points at a scratch file that the
+    workers inherit and Beam's threads report to, while this process's ``sys.stderr`` keeps
+    the terminal. Nothing is lost: a worker's failure reaches this process as the pipeline's
+    exception, with the worker's traceback in its text."""
+    if not enabled:
+        yield
+        return
+    import sys
+    import tempfile
+    import time
+    import traceback
+
+    sys.stderr.flush()
+    terminal_fd = os.dup(2)
+    terminal = os.fdopen(terminal_fd, "w", buffering=1, encoding="utf-8", errors="replace")
+    previous_stderr, previous_hook = sys.stderr, threading.excepthook
+    started_before = set(threading.enumerate())
+    with tempfile.TemporaryFile("w+") as scratch:
+
+        def to_scratch(args):
+            traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback,
+                                      file=scratch)
+
+        os.dup2(scratch.fileno(), 2)
+        sys.stderr, threading.excepthook = terminal, to_scratch
+        try:
+            yield
+        except BaseException:
+            # Interrupted or failed: Beam's threads fail in turn as their workers stop (within
+            # milliseconds). They get a second, so that their reports land here too; its
+            # gRPC server threads live on (daemons) and take the rest of it.
+            deadline = time.monotonic() + 1.0
+            for thread in set(threading.enumerate()) - started_before:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            raise
+        finally:
+            terminal.flush()
+            os.dup2(terminal_fd, 2)
+            sys.stderr, threading.excepthook = previous_stderr, previous_hook
+            terminal.close()
+
+
 class ShardProgress:
     """A tqdm bar over finished shards, fed by the reports the writers leave behind (works
     whatever process or runner wrote them)."""
@@ -172,7 +222,9 @@ def run_pipeline(
 ) -> None:
     """Run the ingest pipeline to completion (shards and reports are on disk after)."""
     options = pipeline_options(workers, runner, beam_args)
-    with ShardProgress(report_dir, total_shards, progress), _quiet_beam_loggers():
+    worker_processes = runner in DIRECT_RUNNERS and workers > 1
+    with _worker_stderr_aside(worker_processes), _quiet_beam_loggers(), \
+            ShardProgress(report_dir, total_shards, progress):
         with beam.Pipeline(options=options) as pipeline:
             _ = (
                 pipeline

@@ -168,8 +168,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     options = parse_dataclass(IngestOptions, _options_data(args), "ingest")
     output = Path(args.output).absolute()
     artifacts.check_output_dir(output, args.overwrite)
-    staging = artifacts.staging_dir(output)
-    try:
+    with artifacts.writing_output(output) as staging:
         result = core.run(options, staging,
                           cache_dir=Path(tempfile.gettempdir()) / "edgeline-cache",
                           progress=not args.no_progress and sys.stderr.isatty())
@@ -179,11 +178,6 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         artifacts.publish(staging, output, type="Examples", producer="cli:ingest",
                           fingerprint=fingerprint, inputs={}, properties=result.properties,
                           metrics=result.metrics, replace=args.overwrite)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     for split, counts in result.properties["splits"].items():
         boxes = (f"  boxes dropped {counts['boxes_dropped']} fixed {counts['boxes_fixed']}"
                  if "boxes_dropped" in counts else "")

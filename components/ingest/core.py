@@ -46,7 +46,12 @@ def builtin_source(kind: str, cache_dir: Path, seed: int) -> Path:
     tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
     writer = {"classification": demo_data.write_classification_set,
               "detection": demo_data.write_detection_set}[kind]
-    writer(tmp, seed=seed)
+    try:
+        writer(tmp, seed=seed)
+    except BaseException:
+        # Never left behind: on a full disk the half-written set would keep it full.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.rename(tmp, root)
     except OSError:  # another process finished first

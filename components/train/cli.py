@@ -154,10 +154,9 @@ def _cmd_train(args) -> int:
     work_dir = work_dir_for(cache_dir, identity)
 
     from edgeline.components.train import core, distribute
-    from edgeline.pipeline.artifacts import publish, staging_dir
+    from edgeline.pipeline.artifacts import publish, writing_output
 
-    staging = staging_dir(output)
-    try:
+    with writing_output(output) as staging:
         result = core.run(options=options, examples_dir=examples, output_dir=staging,
                           work_dir=work_dir, seed=seed, deterministic=deterministic,
                           initial_model=args.initial_model)
@@ -165,11 +164,6 @@ def _cmd_train(args) -> int:
                            fingerprint=identity, inputs={"examples": examples_identity},
                            properties=result.properties, metrics=result.metrics,
                            replace=args.overwrite)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if distribute.is_chief_task():
         import shutil
 
