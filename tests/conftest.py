@@ -33,9 +33,14 @@ def shared_data() -> Path:
 DEMO_INPUT_SIZE = (40, 40)
 
 
-def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed: int = 0):
+def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed: int = 0,
+                        shuffle_train: bool = False):
     """The built-in demo set (components/ingest/demo_data.py) written as an Examples
-    directory through the records contract: shards, labels.txt, artifact.json properties."""
+    directory through the records contract: shards, labels.txt, artifact.json properties.
+
+    ``shuffle_train``: the train shard in a seeded random order instead of class by class
+    (the train stage's 1,024-record shuffle buffer cannot mix a longer class-sorted shard:
+    with 300 images per class in class order the demo classifier reached 0.49 top-1)."""
     import csv
     import hashlib
     from pathlib import Path
@@ -57,6 +62,10 @@ def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed:
     with open(source / "val_labels.csv", newline="") as f:
         val = [(source / "val" / row["filename"], row["wnid"]) for row in csv.DictReader(f)]
     train = [(path, path.parent.name) for path in sorted((source / "train").glob("*/*.JPEG"))]
+    if shuffle_train:
+        import random
+
+        random.Random(seed).shuffle(train)
     for split, items in (("train", train), ("validation", val)):
         with tf.io.TFRecordWriter(str(staging / records.shard_name(split, 0, 1))) as writer:
             for path, wnid in items:
@@ -72,7 +81,8 @@ def write_demo_examples(root, *, train_per_class: int, val_per_class: int, seed:
     # Published like an ingest output (a manifest of every file), so the standalone commands
     # that verify their --examples input accept it.
     artifacts.publish(staging, examples, type="Examples", producer="tests:demo_examples",
-                      fingerprint=f"demo-{seed}-{train_per_class}-{val_per_class}", inputs={},
+                      fingerprint=f"demo-{seed}-{train_per_class}-{val_per_class}"
+                                  f"{'-shuffled' if shuffle_train else ''}", inputs={},
                       properties=properties, metrics={})
     return examples
 
@@ -109,12 +119,30 @@ def demo_examples(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def demo_teacher(demo_examples, tmp_path_factory):
+def demo_teacher_examples(tmp_path_factory):
+    """The demo classifier's own training set: the same generator as demo_examples with
+    another seed (so none of demo_examples' validation images is among its training images)
+    and three times the training images."""
+    return write_demo_examples(tmp_path_factory.mktemp("demo_teacher_data"),
+                               train_per_class=300, val_per_class=30, seed=1,
+                               shuffle_train=True)
+
+
+@pytest.fixture(scope="session")
+def demo_teacher(demo_teacher_examples, tmp_path_factory):
     """The demo classifier (registry 'cnn', 32-64-128 wide), trained by the train stage: a
-    Model artifact, trained to its plateau (about 72% top-1 on the 300 validation images of
-    the 10 shapes at 40x40)."""
+    Model artifact. The tests compress, export and evaluate it on demo_examples.
+
+    Trained on 3,000 images (demo_teacher_examples), not demo_examples' 1,000: trained on
+    those 1,000 it reached only 0.66-0.70 top-1 on demo_examples' 300 validation images
+    (seeds 1-6), and with that many images near a decision boundary its int8 exports lost
+    up to 0.017 top-1 (the budget is 0.02) and its QAT export up to 0.0067 (budget 0.01).
+    Trained on 3,000, measured on demo_examples' validation images with training seeds 1
+    (this fixture's), 2, 3: top-1 0.867 / 0.853 / 0.900, int8 drop 0.003 / -0.003 / 0.007
+    (8 / 2 / 2 of the 300 predictions change), QAT drop -0.007 / 0.003 / -0.003. About 90 s
+    of training on the 2-core machine (30 s before)."""
     output = tmp_path_factory.mktemp("teacher") / "model"
-    return train_demo_model(demo_examples, output, epochs=20,
+    return train_demo_model(demo_teacher_examples, output, epochs=20,
                             model_options={"stage_widths": (32, 64, 128)})
 
 

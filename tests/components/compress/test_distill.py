@@ -66,7 +66,9 @@ def test_student_learns_from_the_teacher_and_the_teacher_is_untouched(
                      learning_rate=1e-2)
 
     assert result.model is student
-    assert model_accuracy(student, test_images, test_labels) >= 0.6  # chance is 0.25
+    # Chance is 0.25. Teacher seeds 0 (conftest's), 1, 2 with student seeds 3 (this test's),
+    # 4, 5: 0.945 / 0.965 / 0.938.
+    assert model_accuracy(student, test_images, test_labels) >= 0.6
     assert result.history["distillation_loss"][-1] < result.history["distillation_loss"][0]
     for before, after in zip(teacher_weights, trained_cnn.get_weights()):
         np.testing.assert_array_equal(before, after)

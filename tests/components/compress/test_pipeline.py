@@ -87,6 +87,9 @@ def test_frontier_writes_the_table_the_plots_and_names_the_chosen_model(demo_fro
 def test_qat_int8_tflite_is_within_one_point_of_the_float_model(demo_frontier):
     rows = {row["recipe"]: row for row in demo_frontier.rows}
     assert rows["qat"]["quantize"] == "int8"
+    # Original minus QAT int8 top-1 with demo_teacher's seeds 1 (the fixture's), 2, 3:
+    # -0.007 / 0.003 / -0.003 (the budget allows three of the 300 images; with the teacher
+    # trained on demo_examples it lost two on three of seeds 1-6: see demo_teacher).
     assert rows["qat"]["accuracy"] >= rows["original"]["accuracy"] - 0.01
     assert rows["qat"]["evaluated_images"] == rows["original"]["evaluated_images"] == 300
 
@@ -115,28 +118,38 @@ def test_distilled_student_beats_the_same_student_trained_from_scratch(
     from edgeline.components.compress.options import DistillOptions
 
     # A short schedule, where the teacher's soft targets help most (Hinton et al., Sec. 3).
-    distill_options = DistillOptions(student="cnn", student_options={"stage_widths": (8, 16, 32)},
+    # The student has half the teacher's widths (16-32-64 vs 32-64-128).
+    distill_options = DistillOptions(student="cnn",
+                                     student_options={"stage_widths": (16, 32, 64)},
                                      temperature=2.0, alpha=0.1, epochs=3, learning_rate=3e-3)
     source = core.read_source(demo_teacher.model_dir.directory)
     task = core.examples_task(demo_examples, source, FINE_TUNE)
-    build_student = core.student_builder(source, seed=1)
-
-    scratch = build_student(distill_options)
-    fine_tune(scratch, task.training_data(scratch, seed=1), epochs=distill_options.epochs,
-              learning_rate=distill_options.learning_rate)
-    scratch_metrics = task.evaluate(scratch, scratch, max_images=None)
-
-    outcome = core.run_steps(source, [CompressStep(method="distill", distill=distill_options)],
-                             task, fine_tune=FINE_TUNE, seed=1, evaluation_images=None,
-                             log=lambda message: None)
-    distilled_metrics = outcome.steps[0].metrics
     teacher_metrics = task.evaluate(source.model, source.model, max_images=None)
+
+    # Five student seeds, and their means compared: one seed's gain is about the size of
+    # its noise. Distilled minus scratch top-1 for student seeds 1, 2, 3 measured with
+    # demo_teacher's seeds 1 (the fixture's), 2, 3: 0.050 / 0.020 / 0.013, 0.033 / 0.050 /
+    # -0.010, 0.033 / 0.050 / 0.013; student seeds 4, 5 with teacher seed 1: 0.037 / 0.027.
+    # With the fixture's teacher the five differences have mean 0.029 and standard deviation
+    # 0.014, so their mean sits about 4.6 standard errors above 0. With the 8-16-32 student
+    # and seed 1 alone (this test's earlier form) a seed lost outright: -0.027 (teacher seed
+    # 1, student seed 3), and -0.010 with the teacher trained on demo_examples.
+    scratch_top1, distilled_top1 = [], []
+    for seed in (1, 2, 3, 4, 5):
+        scratch = core.student_builder(source, seed=seed)(distill_options)
+        fine_tune(scratch, task.training_data(scratch, seed=seed), epochs=distill_options.epochs,
+                  learning_rate=distill_options.learning_rate)
+        scratch_top1.append(task.evaluate(scratch, scratch, max_images=None)["val_top1"])
+        outcome = core.run_steps(
+            source, [CompressStep(method="distill", distill=distill_options)], task,
+            fine_tune=FINE_TUNE, seed=seed, evaluation_images=None, log=lambda message: None)
+        distilled_top1.append(outcome.steps[0].metrics["val_top1"])
+        assert outcome.steps[0].report["student_parameters"] < outcome.steps[0].report[
+            "teacher_parameters"]
     print(f"\nteacher top-1 {teacher_metrics['val_top1']:.3f}; student ({distill_options.epochs} "
-          f"epochs) from scratch {scratch_metrics['val_top1']:.3f}, distilled "
-          f"{distilled_metrics['val_top1']:.3f}")
-    assert outcome.steps[0].report["student_parameters"] < outcome.steps[0].report[
-        "teacher_parameters"]
-    assert distilled_metrics["val_top1"] > scratch_metrics["val_top1"]
+          f"epochs, seeds 1-5) from scratch {np.round(scratch_top1, 3)}, distilled "
+          f"{np.round(distilled_top1, 3)}")
+    assert np.mean(distilled_top1) > np.mean(scratch_top1)
 
 
 def test_recipe_mode_from_the_command_line_writes_a_model_with_its_reports(
@@ -174,6 +187,9 @@ def test_recipe_mode_from_the_command_line_writes_a_model_with_its_reports(
     metrics = report["metrics"]
     for key in ("top1", "original_top1", "kernel_sparsity", "parameters"):
         assert key in metrics
+    # 2:4 pruning and one epoch of fine-tuning cost 0.047 / 0.017 / 0.017 top-1 with
+    # demo_teacher's seeds 1 (the fixture's), 2, 3 (0.820 / 0.837 / 0.883 of 0.867 / 0.853 /
+    # 0.900).
     assert metrics["top1"] >= metrics["original_top1"] - 0.10
 
     # The output is the user's: refused without --overwrite, and a compress that fails after

@@ -114,12 +114,15 @@ def fit_classifier(model, examples, *, epochs: int, learning_rate: float = 3e-3,
 
 @pytest.fixture(scope="session")
 def trained_cnn(shapes_examples, tmp_path_factory):
-    """The registry's small CNN trained on the generated shapes: a Model artifact."""
+    """The registry's small CNN trained on the generated shapes: a Model artifact.
+
+    12 epochs: after 6 its validation top-1 was 0.860 / 0.885 / 0.815 with fit seeds 0, 1, 2,
+    too close to test_core.py's 0.8; after 12 it is 0.960 / 0.915 / 0.950."""
     from edgeline.models import registry
 
     model = registry.build("cnn", num_classes=len(SHAPE_CLASSES),
                          input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), stage_widths=(32, 64, 128))
-    fit_classifier(model, shapes_examples, epochs=6)
+    fit_classifier(model, shapes_examples, epochs=12)
     directory = tmp_path_factory.mktemp("trained_cnn")
     save_classifier(directory, model)
     return {"directory": directory, "model": model}

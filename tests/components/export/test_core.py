@@ -122,7 +122,10 @@ def test_trained_classifier_int8_size_and_top1(trained_cnn, shapes_examples, tmp
     assert int8.report["size_bytes"] <= 0.3 * float32.report["size_bytes"]
     assert int8.report["tensor_types"]["int8"] > int8.report["tensor_types"].get("float32", 0)
     top1_float = float32.report["parity"]["top1_export"]
-    assert top1_float >= 0.8  # the classifier learned the shapes
+    # The classifier learned the shapes (chance is 0.25): fit seeds 0 (the fixture's), 1, 2
+    # give 0.960 / 0.915 / 0.950 of the 200 validation images.
+    assert top1_float >= 0.8
+    # Float minus int8 top-1, the same seeds: 0.000 / -0.020 / 0.000.
     assert top1_float - int8.report["parity"]["top1_export"] <= 0.02
     assert int8.report["parity"]["gate"]["figure"] == "top1_drop"
 
@@ -151,7 +154,9 @@ def test_quantization_aware_classifier_int8_within_one_point(trained_cnn, shapes
     pixels, labels = shapes_examples["validation"]
     scores = float_model(classifier_preprocessing().normalize(pixels)).numpy()
     top1_float = float(np.mean(scores.argmax(-1) == labels))
-    # At most one point lost, against the float model and against the QAT Keras model.
+    # At most one point lost, against the float model and against the QAT Keras model. Fit
+    # seeds 0 (the fixture's), 1, 2: float minus QAT int8 -0.040 / -0.080 / -0.025 (the QAT
+    # epoch's lower rate still helps); QAT Keras minus its int8 0.000 / 0.000 / 0.000.
     assert top1_float - result.report["parity"]["top1_export"] <= 0.01
     assert result.report["parity"]["top1_drop"] <= 0.01
 
@@ -249,7 +254,12 @@ def test_demo_classifier_int8_size_and_top1(demo_teacher, demo_examples, tmp_pat
     print(f"\ndemo classifier: float32 {float32.report['size_bytes']} B top-1 {top1_float:.4f}; "
           f"int8 {int8.report['size_bytes']} B ({ratio:.2f}x) top-1 {top1_int8:.4f}")
     assert ratio <= 0.3
-    assert top1_float >= 0.5  # a trained classifier (chance is 0.1)
+    # A trained classifier (chance is 0.1): demo_teacher's training seeds 1 (the fixture's),
+    # 2, 3 give 0.867 / 0.853 / 0.900.
+    assert top1_float >= 0.5
+    # Float minus int8, the same seeds: 0.003 / -0.003 / 0.007 (8 / 2 / 2 of the 300
+    # predictions change). Trained on demo_examples' 1,000 images the teacher lost up to
+    # 0.017 here (seeds 1-6), too close to the budget: see demo_teacher.
     assert top1_float - top1_int8 <= 0.02
 
 
@@ -267,6 +277,10 @@ def test_per_tensor_weights_make_a_smaller_int8_file(demo_teacher, demo_examples
             examples_dir=demo_examples)
     per_channel, per_tensor = results[True].report, results[False].report
     assert per_tensor["size_bytes"] < per_channel["size_bytes"]
+    # Per-tensor top-1 drop with demo_teacher's seeds 1 (the fixture's), 2, 3: 0.003 / 0.010 /
+    # 0.013 (with the teacher trained on demo_examples, seeds 1-6: at most 0.017). The
+    # closest of the demo assertions to its limit (two images of 300): the limit is the
+    # export gate's default budget, which this test exists to check, so it stays.
     assert per_tensor["parity"]["passed"] and per_tensor["parity"]["top1_drop"] <= 0.02
 
 

@@ -191,8 +191,11 @@ def test_the_shipped_dqn_recipe_learns_cartpole_within_8000_steps(tmp_path, repo
     evaluations = result["history"]["evaluations"]
     assert evaluations[-1]["env_steps"] == 8_000 and len(evaluations) == 15
     assert result["metrics"]["train_steps"] == 28 * 125
-    untrained = evaluations[0]["mean_return"]  # seed 0: 36.0, then 435.7 at best
-    assert result["metrics"]["best_mean_return"] >= max(150.0, 3 * untrained)
+    # Seed 0 (re-measured): untrained 36.0, then 435.7 at best. At least 150, and no longer
+    # also 3x the untrained return: seed 2's lucky initial network scores 401.6, which no run
+    # can triple (an episode returns at most 500). 150 is 15x what an untrained network
+    # usually scores (about 10), and well below the worst seed's 276.5.
+    assert result["metrics"]["best_mean_return"] >= 150.0
 
 
 @pytest.mark.slow
@@ -216,6 +219,9 @@ def test_reinforce_learns_cartpole_and_exports_its_logits(tmp_path):
     evaluations = result["history"]["evaluations"]
     assert [row["episodes"] for row in evaluations] == [0, 30, 60, 90, 120]
     untrained = evaluations[0]["mean_return"]
+    # Best 10-episode greedy mean with seeds 1 (this test's), 2, 3: 497.1 / 360.3 / 421.4;
+    # untrained 9.5 / 12.2 / 9.1. (A run's curve is not monotonic: seed 2 went 20.4, 43.2,
+    # 360.3, 232.4, so the best evaluation, not the last, is what is checked.)
     assert result["metrics"]["best_mean_return"] >= max(150.0, 3 * untrained)
     assert result["metrics"]["tflite_action_agreement"] == 1.0
     out = tmp_path / "reinforce" / "out"
