@@ -153,21 +153,17 @@ def writing_output(output: Path, flag: str = "--output") -> Iterator[Path]:
     read-only disk becomes a :class:`StorageError` naming ``flag`` and the folder (one line,
     not the tracebacks of every library that met it).
     """
-    from edgeline.pipeline.errors import StorageError, UserError, storage_problem
+    from edgeline.pipeline.errors import storage_errors
 
-    staging = None
-    try:
+    with storage_errors(lambda problem: f"{flag} {str(output)!r}: {problem}; nothing was "
+                        "written there (rerun once it can be written, or choose another "
+                        "folder)"):
         staging = staging_dir(output)
-        yield staging
-    except BaseException as err:
-        if staging is not None:
+        try:
+            yield staging
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-        problem = None if isinstance(err, UserError) else storage_problem(err)
-        if problem is not None:
-            raise StorageError(f"{flag} {str(output)!r}: {problem}; nothing was written there "
-                               "(rerun once it can be written, or choose another folder)"
-                               ) from err
-        raise
+            raise
 
 
 def staging_dir(final_dir: Path) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Callable, Iterator
 
 
 class UserError(Exception):
@@ -31,11 +33,12 @@ class StorageError(UserError):
     a folder should be. Not a bug to trace: one line naming the path and the cause (exit code
     2), and what was finished before it stays published."""
 
-    @classmethod
-    def in_runs_dir(cls, runs_dir, problem: str, step: str | None = None) -> StorageError:
+    @staticmethod
+    def in_runs_dir(runs_dir, problem: str, step: str | None = None) -> str:
+        """The message for a runs directory that refused a write (of ``step``, if given)."""
         where = f"step {step}: " if step else ""
-        return cls(f"{where}runs directory {str(runs_dir)!r}: {problem}; rerun once it can be "
-                   "written, or pass another --runs-dir (finished steps are kept)")
+        return (f"{where}runs directory {str(runs_dir)!r}: {problem}; rerun once it can be "
+                "written, or pass another --runs-dir (finished steps are kept)")
 
 
 # errno -> what the storage said, in words a user acts on.
@@ -75,3 +78,17 @@ def storage_problem(err: BaseException | None) -> str | None:
                 return problem
         err = err.__cause__ or err.__context__
     return None
+
+
+@contextlib.contextmanager
+def storage_errors(message: Callable[[str], str]) -> Iterator[None]:
+    """Re-raises a failure that :func:`storage_problem` recognizes as a :class:`StorageError`
+    whose text is ``message(problem)``: one line where the user sees it, in place of the
+    tracebacks of every library that met the full or read-only disk."""
+    try:
+        yield
+    except BaseException as err:
+        problem = None if isinstance(err, UserError) else storage_problem(err)
+        if problem is None:
+            raise
+        raise StorageError(message(problem)) from err

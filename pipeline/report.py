@@ -32,7 +32,7 @@ from typing import Any
 
 import edgeline
 from edgeline.pipeline.artifacts import ARTIFACT_FILE, Artifact
-from edgeline.pipeline.errors import StorageError, UserError, storage_problem
+from edgeline.pipeline.errors import UserError, storage_errors
 from edgeline.pipeline.store import RunStore
 
 REPORT_HTML = "report.html"
@@ -770,14 +770,9 @@ def write_report(
     finally:
         if store is not runs_dir:
             store.close()
-    try:
+    with storage_errors(lambda problem: f"the report cannot be written into {str(output)!r}: "
+                                        f"{problem}"):
         return _write_files(output, title, blocks)
-    except OSError as err:
-        problem = storage_problem(err)
-        if problem is None:
-            raise
-        raise StorageError(f"the report cannot be written into {str(output)!r}: {problem}"
-                           ) from err
 
 
 def _write_files(output: Path, title: str, blocks: list) -> tuple[Path, Path]:

@@ -190,7 +190,7 @@ def run_pipeline(
             _write_report(store, run_id, outcomes, log)
         store.close()
         if problem is not None:
-            raise StorageError.in_runs_dir(store.root, problem) from err
+            raise StorageError(StorageError.in_runs_dir(store.root, problem)) from err
         raise
     report = _write_report(store, run_id, outcomes, log)
     store.close()
@@ -213,7 +213,8 @@ def _step_failed(store: RunStore, execution: int, step: str, stage: str,
         raise type(err)(f"step '{step}' ({stage}): {err}") from err
     problem = storage_problem(err)
     if problem is not None:
-        raise StorageError.in_runs_dir(store.root, problem, f"'{step}' ({stage})") from err
+        raise StorageError(StorageError.in_runs_dir(store.root, problem,
+                                                  f"'{step}' ({stage})")) from err
     traceback.print_exc(file=sys.stderr)
     raise StageFailed(step, err) from err
 

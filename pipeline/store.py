@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from edgeline.pipeline.artifacts import Artifact, process_alive, sweep_stale, verify
-from edgeline.pipeline.errors import StorageError, UserError, storage_problem
+from edgeline.pipeline.errors import StorageError, UserError, storage_errors
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -46,13 +46,8 @@ def _storage_errors(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        try:
+        with storage_errors(lambda problem: StorageError.in_runs_dir(self.root, problem)):
             return method(self, *args, **kwargs)
-        except (OSError, sqlite3.Error) as err:
-            problem = storage_problem(err)
-            if problem is None:
-                raise
-            raise StorageError.in_runs_dir(self.root, problem) from err
 
     return wrapper
 

@@ -809,12 +809,6 @@ def disk_usage(directory: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
 
 
-def copy_into_small_disk(reference_run, disk: Path) -> Path:
-    runs_dir = disk / "runs"
-    shutil.copytree(reference_run[0], runs_dir)
-    return runs_dir
-
-
 def leave_free(disk: Path, free_bytes: int) -> None:
     """Resizes the mounted disk to what it holds plus ``free_bytes``."""
     remount(disk, f"size={shutil.disk_usage(disk).used + free_bytes}")
@@ -859,7 +853,7 @@ def test_a_full_disk_inside_a_step_is_one_line_and_the_rerun_completes(reference
     images = reference["images"]
     assert disk_usage(images.path) > 2 << 20  # the shards cannot fit in the 1 MB left
     with small_disk(tmp_path / "disk", 2 * disk_usage(reference_run[0]) + (64 << 20)) as disk:
-        runs_dir = copy_into_small_disk(reference_run, disk)
+        runs_dir = copy_of(reference_run, disk)
         shutil.rmtree(runs_dir / "artifacts" / images.path.parent.name / images.path.name)
         leave_free(disk, 1 << 20)
         result = run_edgeline(config_path, runs_dir, "--only", "images")
@@ -881,7 +875,7 @@ def test_a_full_disk_inside_a_step_is_one_line_and_the_rerun_completes(reference
 def test_a_full_disk_before_the_run_starts_is_one_line_and_runs_list_still_works(
         reference_run, config_path, tmp_path):
     with small_disk(tmp_path / "disk", 2 * disk_usage(reference_run[0]) + (64 << 20)) as disk:
-        runs_dir = copy_into_small_disk(reference_run, disk)
+        runs_dir = copy_of(reference_run, disk)
         leave_free(disk, 1 << 20)
         fill(disk)
         result = run_edgeline(config_path, runs_dir, "--force")
@@ -901,7 +895,7 @@ def test_a_full_disk_before_the_run_starts_is_one_line_and_runs_list_still_works
 def test_a_read_only_runs_directory_is_one_line_and_can_still_be_read(reference_run,
                                                                      config_path, tmp_path):
     with small_disk(tmp_path / "disk", 2 * disk_usage(reference_run[0]) + (64 << 20)) as disk:
-        runs_dir = copy_into_small_disk(reference_run, disk)
+        runs_dir = copy_of(reference_run, disk)
         before = {p: p.read_bytes() for p in runs_dir.rglob("*") if p.is_file()}
         remount(disk, "ro")
         result = run_edgeline(config_path, runs_dir)

@@ -147,7 +147,6 @@ def _worker_stderr_aside(enabled: bool):
     terminal_fd = os.dup(2)
     terminal = os.fdopen(terminal_fd, "w", buffering=1, encoding="utf-8", errors="replace")
     previous_stderr, previous_hook = sys.stderr, threading.excepthook
-    started_before = set(threading.enumerate())
     with tempfile.TemporaryFile("w+") as scratch:
 
         def to_scratch(args):
@@ -160,11 +159,9 @@ def _worker_stderr_aside(enabled: bool):
             yield
         except BaseException:
             # Interrupted or failed: Beam's threads fail in turn as their workers stop (within
-            # milliseconds). They get a second, so that their reports land here too; its
-            # gRPC server threads live on (daemons) and take the rest of it.
-            deadline = time.monotonic() + 1.0
-            for thread in set(threading.enumerate()) - started_before:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            # milliseconds). They get a second, so that their reports land here too (its gRPC
+            # server threads never end, so there is nothing to join).
+            time.sleep(1.0)
             raise
         finally:
             terminal.flush()
