@@ -187,12 +187,12 @@ def run_pipeline(
         # What was built, and what failed; not after a disk refused a write (the report would
         # be refused too, or fill the disk further).
         if recorded and not isinstance(err, KeyboardInterrupt | StorageError) and not problem:
-            _write_report(store, run_id, outcomes, log)
+            _write_report(store, run_id, outcomes, registry, log)
         store.close()
         if problem is not None:
             raise StorageError(StorageError.in_runs_dir(store.root, problem)) from err
         raise
-    report = _write_report(store, run_id, outcomes, log)
+    report = _write_report(store, run_id, outcomes, registry, log)
     store.close()
     return RunOutcome(run_id, Path(store.root), outcomes, report)
 
@@ -230,8 +230,9 @@ def _record_end(store: RunStore, run_id: str, status: str, error: str) -> bool:
 
 
 def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
-                  log: Callable[[str], None]) -> Path | None:
-    """The run's report (HTML and Markdown) in its folder, and where it and each .tflite are.
+                  registry: StageRegistry, log: Callable[[str], None]) -> Path | None:
+    """The run's report (HTML and Markdown) in its folder, and where it and each exported
+    file are.
 
     A report that cannot be written is said, not raised: the run's artifacts are published
     and intact, and ``edgeline runs report`` renders it again.
@@ -239,7 +240,7 @@ def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
     from edgeline.pipeline import report
 
     try:
-        html_path, md_path = report.write_report(store, run_id)
+        html_path, md_path = report.write_report(store, run_id, views=registry.views())
     except Exception as err:  # noqa: BLE001 (any failure of the report: said, run kept)
         if storage_problem(err) is None:  # a full or read-only disk needs no traceback
             traceback.print_exc(file=sys.stderr)
@@ -247,10 +248,11 @@ def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
             f"retry with 'edgeline runs report {run_id} --runs-dir {store.root}'")
         return None
     log(f"report: {html_path} (Markdown: {md_path.name} beside it)")
-    views = [report.ArtifactView(o.step, o.stage, o.artifact, o.cached)
-             for o in outcomes if o.artifact is not None]
-    for found in report.tflite_files(views):
+    entries = [report.StepArtifact(o.step, o.stage, o.artifact, o.cached)
+               for o in outcomes if o.artifact is not None]
+    for found in report.exported_files(entries, registry.views()):
         latency = (f", {found.latency_threads_1_ms:.3f} ms (1 thread)"
                    if found.latency_threads_1_ms is not None else "")
-        log(f"tflite: {found.path} ({found.size_bytes:,} bytes{latency}; step {found.step})")
+        log(f"{found.format}: {found.path} ({found.size_bytes:,} bytes{latency}; "
+            f"step {found.step})")
     return html_path
