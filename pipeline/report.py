@@ -159,6 +159,12 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} where it is missing, unreadable or not an object."""
+    data = read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
 def slug(text: str) -> str:
     """``text`` as a file name: what the Markdown report's image files are called."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "figure"

@@ -30,7 +30,7 @@ from edgeline.pipeline.report import (
     Text,
     format_value,
     key_value_table,
-    read_json,
+    read_json_object,
 )
 
 REPORT_FILE = "frontier.json"
@@ -44,8 +44,7 @@ TABLE_COLUMNS = ("recipe", "steps", "quantize", "{metric} %", "Δ points", "TFLi
 
 def read(directory: str | Path) -> dict[str, Any]:
     """The artifact's ``frontier.json``; {} where there is none or it is unreadable."""
-    report = read_json(Path(directory) / REPORT_FILE)
-    return report if isinstance(report, dict) else {}
+    return read_json_object(Path(directory) / REPORT_FILE)
 
 
 def _row_cells(row: Mapping[str, Any]) -> tuple:

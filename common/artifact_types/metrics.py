@@ -31,7 +31,7 @@ from edgeline.pipeline.report import (
     cut_table,
     format_value,
     key_value_table,
-    read_json,
+    read_json_object,
 )
 
 METRICS_FILE = "metrics.json"
@@ -51,8 +51,7 @@ HEADLINES = {
 
 def read(directory: str | Path) -> dict[str, Any]:
     """The artifact's ``metrics.json``; {} where there is none or it is unreadable."""
-    report = read_json(Path(directory) / METRICS_FILE)
-    return report if isinstance(report, dict) else {}
+    return read_json_object(Path(directory) / METRICS_FILE)
 
 
 def _per_class_blocks(report: Mapping[str, Any]) -> list[Block]:

@@ -32,7 +32,7 @@ from edgeline.pipeline.report import (
     key_value_table,
     new_figure,
     png_bytes,
-    read_json,
+    read_json_object,
     slug,
 )
 
@@ -43,9 +43,8 @@ __all__ = ["COMPRESS_REPORT_FILE", "HISTORY_FILE", "LABELS_FILE", "MODEL_FILE",
 
 
 def read_history(directory: str | Path) -> dict[str, Any]:
-    """The Model's ``history.json`` (Keras-style columns); {} where there is none."""
-    history = read_json(Path(directory) / HISTORY_FILE)
-    return history if isinstance(history, dict) else {}
+    """The Model's ``history.json`` (Keras-style columns); {} where there is none or it is unreadable."""
+    return read_json_object(Path(directory) / HISTORY_FILE)
 
 
 def numeric_series(columns: Mapping[str, Any]) -> dict[str, list[float]]:

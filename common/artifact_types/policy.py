@@ -32,7 +32,7 @@ from edgeline.pipeline.report import (
     key_value_table,
     new_figure,
     png_bytes,
-    read_json,
+    read_json_object,
     slug,
 )
 
@@ -45,8 +45,7 @@ TENSORBOARD_DIR = "tensorboard"
 
 def read_history(directory: str | Path) -> dict[str, Any]:
     """The Policy's ``history.json``; {} where there is none or it is unreadable."""
-    history = read_json(Path(directory) / HISTORY_FILE)
-    return history if isinstance(history, dict) else {}
+    return read_json_object(Path(directory) / HISTORY_FILE)
 
 
 def learning_curve_png(curve: Sequence[Sequence[float]], training: Sequence[Mapping[str, Any]],

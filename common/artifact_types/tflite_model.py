@@ -24,7 +24,7 @@ from edgeline.pipeline.report import (
     ExportedFile,
     StepArtifact,
     key_value_table,
-    read_json,
+    read_json_object,
 )
 
 TFLITE_FILE = "model.tflite"
@@ -35,8 +35,7 @@ CATEGORY_IDS_FILE = "category_ids.txt"
 
 def export_report(directory: str | Path) -> dict[str, Any]:
     """The ``export.json`` in ``directory``; {} where there is none or it is unreadable."""
-    report = read_json(Path(directory) / REPORT_FILE)
-    return report if isinstance(report, dict) else {}
+    return read_json_object(Path(directory) / REPORT_FILE)
 
 
 def tflite_files(entry: StepArtifact) -> list[ExportedFile]:
