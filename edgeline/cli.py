@@ -37,7 +37,9 @@ def _component_module(component: str, module: str):
 
 
 def stage_registry():
-    """Every stage the installed components provide, registered with the runner."""
+    """Every stage the installed components provide, and the view of each artifact type
+    (how the run report shows it), registered with the runner."""
+    from edgeline.common import artifact_types
     from edgeline.pipeline.stage import StageRegistry
 
     registry = StageRegistry()
@@ -45,6 +47,8 @@ def stage_registry():
         module = _component_module(component, "stage")
         for stage in getattr(module, "STAGES", ()) if module else ():
             registry.register(stage)
+    for view in artifact_types.VIEWS:
+        registry.register_view(view.type_name, view)
     return registry
 
 
@@ -90,7 +94,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "report":
         from edgeline.pipeline.report import write_report
 
-        html_path, md_path = write_report(args.runs_dir, args.run or "latest", args.output)
+        html_path, md_path = write_report(args.runs_dir, args.run or "latest", args.output,
+                                          views=stage_registry().views())
         print(html_path)
         print(md_path)
         return 0

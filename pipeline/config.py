@@ -103,28 +103,9 @@ def _coerce(value: Any, tp: Any, where: str, base_dir: Path | None) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        arms = [arg for arg in args if arg is not type(None)]
-        if len(arms) == 1:  # Optional[X]: X's own message is the clearest
-            return _coerce(value, arms[0], where, base_dir)
-        for arg in arms:
-            try:
-                return _coerce(value, arg, where, base_dir)
-            except ConfigError:
-                continue
-        allowed = " or ".join(_type_name(a) for a in args if a is not type(None))
-        raise ConfigError(f"{where}: expected {allowed}, received {value!r}")
+        return _coerce_union(value, args, where, base_dir)
     if origin is Literal:
-        if isinstance(value, bool) and value not in args:
-            # YAML 1.1 reads a bare off/on/yes/no as a boolean: take the spelling the choices
-            # allow (`mixed_precision: off`).
-            spellings = ("on", "yes", "true") if value else ("off", "no", "false")
-            value = next((word for word in spellings if word in args), value)
-        if value not in args:
-            choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{where}: expected one of {choices}, received {value!r}")
-        return value
+        return _coerce_choice(value, args, where)
     if origin in (list, tuple) or tp in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, received {value!r}")
@@ -137,6 +118,40 @@ def _coerce(value: Any, tp: Any, where: str, base_dir: Path | None) -> Any:
         return {str(k): _coerce(v, val_tp, f"{where}.{k}", base_dir) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return parse_dataclass(tp, value, where, base_dir)
+    return _coerce_scalar(value, tp, where, base_dir)
+
+
+def _coerce_union(value: Any, args: tuple, where: str, base_dir: Path | None) -> Any:
+    """``X | Y | None``: None where allowed, else the first arm that takes ``value``."""
+    if value is None and type(None) in args:
+        return None
+    arms = [arg for arg in args if arg is not type(None)]
+    if len(arms) == 1:  # Optional[X]: X's own message is the clearest
+        return _coerce(value, arms[0], where, base_dir)
+    for arg in arms:
+        try:
+            return _coerce(value, arg, where, base_dir)
+        except ConfigError:
+            continue
+    allowed = " or ".join(_type_name(a) for a in args if a is not type(None))
+    raise ConfigError(f"{where}: expected {allowed}, received {value!r}")
+
+
+def _coerce_choice(value: Any, choices: tuple, where: str) -> Any:
+    """``Literal[...]``: one of ``choices``."""
+    if isinstance(value, bool) and value not in choices:
+        # YAML 1.1 reads a bare off/on/yes/no as a boolean: take the spelling the choices
+        # allow (`mixed_precision: off`).
+        spellings = ("on", "yes", "true") if value else ("off", "no", "false")
+        value = next((word for word in spellings if word in choices), value)
+    if value not in choices:
+        listed = ", ".join(repr(a) for a in choices)
+        raise ConfigError(f"{where}: expected one of {listed}, received {value!r}")
+    return value
+
+
+def _coerce_scalar(value: Any, tp: Any, where: str, base_dir: Path | None) -> Any:
+    """A boolean, integer, number, path or string."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected a boolean, received {value!r}")

@@ -66,21 +66,11 @@ def _floats(values: Sequence[float]):
     return f.Feature(float_list=f.FloatList(value=[float(v) for v in values]))
 
 
-def classification_example(
-    *,
-    encoded: bytes,
-    height: int,
-    width: int,
-    filename: str,
-    source_id: str,
-    sha256: str,
-    label: int,
-    synset: str,
-    text: str,
-    image_format: str = "jpeg",
-):
-    example_pb2, f = _feature_module()
-    features = {
+def _image_features(encoded: bytes, height: int, width: int, filename: str, source_id: str,
+                    sha256: str, image_format: str) -> dict:
+    """The features every example has, classification or detection: the image and its
+    identity (the keys, in the order the Example's map holds them)."""
+    return {
         ENCODED: _bytes([encoded]),
         FORMAT: _bytes([image_format.encode()]),
         HEIGHT: _ints([height]),
@@ -88,6 +78,15 @@ def classification_example(
         FILENAME: _bytes([filename.encode()]),
         SOURCE_ID: _bytes([source_id.encode()]),
         SHA256: _bytes([sha256.encode()]),
+    }
+
+
+def classification_example(*, encoded: bytes, height: int, width: int, filename: str,
+                           source_id: str, sha256: str, label: int, synset: str, text: str,
+                           image_format: str = "jpeg"):
+    example_pb2, f = _feature_module()
+    features = {
+        **_image_features(encoded, height, width, filename, source_id, sha256, image_format),
         LABEL: _ints([label]),
         SYNSET: _bytes([synset.encode()]),
         TEXT: _bytes([text.encode()]),
@@ -95,33 +94,14 @@ def classification_example(
     return example_pb2.Example(features=f.Features(feature=features))
 
 
-def detection_example(
-    *,
-    encoded: bytes,
-    height: int,
-    width: int,
-    filename: str,
-    source_id: str,
-    sha256: str,
-    xmin: Sequence[float],
-    ymin: Sequence[float],
-    xmax: Sequence[float],
-    ymax: Sequence[float],
-    labels: Sequence[int],
-    texts: Sequence[str],
-    is_crowd: Sequence[int],
-    areas: Sequence[float],
-    image_format: str = "jpeg",
-):
+def detection_example(*, encoded: bytes, height: int, width: int, filename: str,
+                      source_id: str, sha256: str, xmin: Sequence[float], ymin: Sequence[float],
+                      xmax: Sequence[float], ymax: Sequence[float], labels: Sequence[int],
+                      texts: Sequence[str], is_crowd: Sequence[int], areas: Sequence[float],
+                      image_format: str = "jpeg"):
     example_pb2, f = _feature_module()
     features = {
-        ENCODED: _bytes([encoded]),
-        FORMAT: _bytes([image_format.encode()]),
-        HEIGHT: _ints([height]),
-        WIDTH: _ints([width]),
-        FILENAME: _bytes([filename.encode()]),
-        SOURCE_ID: _bytes([source_id.encode()]),
-        SHA256: _bytes([sha256.encode()]),
+        **_image_features(encoded, height, width, filename, source_id, sha256, image_format),
         BBOX_XMIN: _floats(xmin),
         BBOX_YMIN: _floats(ymin),
         BBOX_XMAX: _floats(xmax),
@@ -134,7 +114,8 @@ def detection_example(
     return example_pb2.Example(features=f.Features(feature=features))
 
 
-def classification_feature_spec():
+def _image_feature_spec():
+    """How to parse the features of :func:`_image_features` (the image and its identity)."""
     import tensorflow as tf
 
     return {
@@ -144,6 +125,14 @@ def classification_feature_spec():
         FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
         SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
         SHA256: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+
+
+def classification_feature_spec():
+    import tensorflow as tf
+
+    return {
+        **_image_feature_spec(),
         LABEL: tf.io.FixedLenFeature([], tf.int64),
         SYNSET: tf.io.FixedLenFeature([], tf.string, default_value=""),
         TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -154,12 +143,7 @@ def detection_feature_spec():
     import tensorflow as tf
 
     return {
-        ENCODED: tf.io.FixedLenFeature([], tf.string),
-        HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-        WIDTH: tf.io.FixedLenFeature([], tf.int64),
-        FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        SHA256: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        **_image_feature_spec(),
         BBOX_XMIN: tf.io.VarLenFeature(tf.float32),
         BBOX_YMIN: tf.io.VarLenFeature(tf.float32),
         BBOX_XMAX: tf.io.VarLenFeature(tf.float32),

@@ -1,14 +1,16 @@
 """The run report: one self-contained HTML file per run, and the same content as Markdown.
 
-    write_report(runs_dir, run_id)  ->  runs/runs/<run_id>/report.html, report.md
+    write_report(runs_dir, run_id, views=registry.views())
+        ->  runs/runs/<run_id>/report.html, report.md
 
 The report is built from what the run left on disk and in the lineage database, never from a
-stage's code (the pipeline knows no particular stage): the resolved config, every step with
-its artifact (producer, inputs, fingerprint, cache hit or built), then each artifact rendered
-by its type and the files it holds (a Model's ``history.json`` as training curves, a Metrics
-artifact's numbers and plots, a Frontier's table and plots, a Policy's learning curve), any
-other ``*.png`` an artifact holds, and every ``.tflite`` of the run with its size and LiteRT
-latency (from the ``export.json`` beside it).
+stage's code: the pipeline knows no particular stage, nor any artifact type's files. It lays
+out the overview, each artifact's headline figures, every step with its artifact (producer,
+inputs, fingerprint, cache hit or built), then each artifact as the view registered for its
+type renders it (:class:`edgeline.pipeline.stage.ArtifactView`; the CLI registers the views of
+``edgeline.common.artifact_types``), followed by any other ``*.png`` it holds; an artifact type
+without a view shows its metrics and properties. Then the exported files the views found, with
+their size and measured latency, and the resolved config.
 
 The HTML needs no network: plots are PNG data URIs and the only script is inline (it records,
 once the page has loaded, how many figures decoded). The Markdown links its images from a
@@ -28,20 +30,19 @@ import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import edgeline
 from edgeline.pipeline.artifacts import ARTIFACT_FILE, Artifact
 from edgeline.pipeline.errors import UserError, storage_errors
 from edgeline.pipeline.store import RunStore
 
+if TYPE_CHECKING:
+    from edgeline.pipeline.stage import ArtifactView
+
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 ASSETS_DIR = "report_files"  # the Markdown report's images
-HISTORY_FILE = "history.json"  # a Model's (columns per metric) or a Policy's (evaluations...)
-METRICS_FILE = "metrics.json"
-FRONTIER_FILE = "frontier.json"
-EXPORT_FILE = "export.json"
 MAX_TABLE_ROWS = 200  # longer per-class tables are cut, with a note saying so
 
 
@@ -127,8 +128,9 @@ def key_value_table(mapping: Mapping[str, Any], kind: str = "metric") -> Table |
 # -- plots -------------------------------------------------------------------------------------
 
 
-def _new_figure(panels: int):
-    """A matplotlib Figure on an Agg canvas (no pyplot: no global state, no display)."""
+def new_figure(panels: int):
+    """A matplotlib Figure of ``panels`` axes side by side, on an Agg canvas (no pyplot: no
+    global state, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
@@ -137,113 +139,39 @@ def _new_figure(panels: int):
     return figure, [figure.add_subplot(1, panels, i + 1) for i in range(panels)]
 
 
-def _png(figure) -> bytes:
+def png_bytes(figure) -> bytes:
+    """``figure`` laid out and encoded as PNG."""
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
-def _numeric_series(columns: Mapping[str, Any]) -> dict[str, list[float]]:
-    series = {}
-    for key, values in columns.items():
-        if key == "epoch" or not isinstance(values, list) or not values:
-            continue
-        if all(isinstance(v, int | float) and not isinstance(v, bool) or v is None
-               for v in values) and any(v is not None for v in values):
-            series[key] = [float("nan") if v is None else float(v) for v in values]
-    return series
-
-
-def training_curves_png(history: Mapping[str, Any], title: str) -> bytes | None:
-    """Loss, the other metrics and the learning rate per epoch, from a Keras-style history
-    (``{"epoch": [0, 1, ...], "loss": [...], "val_loss": [...], ...}``). Validation curves are
-    dashed in their training counterpart's colour."""
-    from matplotlib.ticker import MaxNLocator
-
-    series = _numeric_series(history)
-    if not series:
-        return None
-    length = max(len(v) for v in series.values())
-    epochs = [e + 1 for e in history.get("epoch", range(length))]  # Keras counts from 1
-    groups = {
-        "loss": [k for k in series if k.endswith("loss")],
-        "metrics": [k for k in series if not k.endswith("loss") and k != "learning_rate"],
-        "learning rate": [k for k in series if k == "learning_rate"],
-    }
-    groups = {name: keys for name, keys in groups.items() if keys}
-    figure, axes_list = _new_figure(len(groups))
-    for axes, (name, keys) in zip(axes_list, groups.items()):
-        colours = {}
-        for key in sorted(keys, key=lambda k: (k.startswith("val_"), k)):
-            base = key.removeprefix("val_")
-            style = {"linestyle": "--"} if key.startswith("val_") else {}
-            if base in colours:
-                style["color"] = colours[base]
-            (line,) = axes.plot(epochs[:len(series[key])], series[key], marker="o",
-                                markersize=3, label=key, **style)
-            colours.setdefault(base, line.get_color())
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_title(name)
-        axes.grid(alpha=0.3)
-        if name != "learning rate":
-            axes.legend(fontsize=7)
-    figure.suptitle(title, fontsize=10)
-    return _png(figure)
-
-
-def learning_curve_png(curve: Sequence[Sequence[float]], training: Sequence[Mapping[str, Any]],
-                       target_return: float | None, title: str) -> bytes | None:
-    """Mean greedy return against environment steps (``learning_curve`` rows are
-    ``[env_steps, episodes, mean_return]``), and the training loss beside it when logged."""
-    if not curve:
-        return None
-    losses = [(row["env_steps"], row["loss"]) for row in training
-              if isinstance(row.get("loss"), int | float)]
-    figure, axes_list = _new_figure(2 if losses else 1)
-    axes = axes_list[0]
-    axes.plot([row[0] for row in curve], [row[2] for row in curve], marker="o", markersize=3,
-              label="mean greedy return")
-    train_returns = [(row["env_steps"], row["train_average_return"]) for row in training
-                     if isinstance(row.get("train_average_return"), int | float)]
-    if train_returns:
-        axes.plot(*zip(*train_returns), alpha=0.6, label="training episodes' return")
-    if target_return is not None:
-        axes.axhline(target_return, linestyle="--", color="tab:red", linewidth=1,
-                     label=f"target {target_return:g}")
-    axes.set_xlabel("environment steps")
-    axes.set_ylabel("return")
-    axes.set_title("learning curve")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    if losses:
-        axes = axes_list[1]
-        axes.plot(*zip(*losses), color="tab:orange")
-        axes.set_xlabel("environment steps")
-        axes.set_title("training loss")
-        axes.set_yscale("log" if min(v for _, v in losses) > 0 else "linear")
-        axes.grid(alpha=0.3)
-    figure.suptitle(title, fontsize=10)
-    return _png(figure)
-
-
 # -- reading an artifact -------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None where it is missing or unreadable (a report renders what
+    it can)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
 
 
-def _slug(text: str) -> str:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} where it is missing, unreadable or not an object."""
+    data = read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
+def slug(text: str) -> str:
+    """``text`` as a file name: what the Markdown report's image files are called."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "figure"
 
 
 @dataclasses.dataclass
-class ArtifactView:
+class StepArtifact:
     """One artifact of the run as the report sees it: the artifact and the step that made or
     reused it."""
 
@@ -264,212 +192,17 @@ class ArtifactView:
         path = self.directory / rel
         if not path.is_file():
             return None
-        name = _slug(f"{self.step}_{rel}")
+        name = slug(f"{self.step}_{rel}")
         return Figure(name=name, png=path.read_bytes(), caption=caption)
 
 
-def _render_examples(view: ArtifactView) -> list[Block]:
-    properties = view.artifact.properties
-    blocks: list[Block] = []
-    splits = properties.get("splits")
-    if isinstance(splits, Mapping) and splits:
-        keys = ("seen", "written", "fixed", "rejected", "shards")
-        rows = [[split] + [format_value(counts.get(k)) for k in keys]
-                for split, counts in splits.items() if isinstance(counts, Mapping)]
-        blocks.append(Table(("split", *keys), rows))
-    info = {k: properties[k] for k in ("task", "format", "source", "num_classes", "tfds_name")
-            if k in properties}
-    for table in (key_value_table(info, "property"), key_value_table(view.artifact.metrics)):
-        if table:
-            blocks.append(table)
-    return blocks
-
-
-def _render_model(view: ArtifactView) -> list[Block]:
-    blocks: list[Block] = []
-    history = _read_json(view.directory / HISTORY_FILE)
-    if isinstance(history, Mapping) and history:
-        png = training_curves_png(history, f"{view.step}: training curves")
-        if png:
-            blocks.append(Heading(3, "Training curves"))
-            blocks.append(Figure(_slug(f"{view.step}_training_curves.png"), png,
-                                 f"{view.step}: loss and metrics per epoch (history.json)"))
-        series = _numeric_series(history)
-        epochs = history.get("epoch", list(range(max(map(len, series.values()), default=0))))
-        if series and len(epochs) <= MAX_TABLE_ROWS:
-            keys = sorted(series)
-            rows = [[str(epoch + 1)] + [format_value(series[k][i] if i < len(series[k]) else None)
-                                        for k in keys] for i, epoch in enumerate(epochs)]
-            blocks.append(Table(("epoch", *keys), rows))
-    if view.artifact.metrics:
-        blocks.append(Heading(3, "Final metrics"))
-        blocks.append(key_value_table(view.artifact.metrics))
-    scalars = {k: v for k, v in view.artifact.properties.items()
-               if isinstance(v, str | int | float | bool)}
-    if scalars:
-        blocks.append(key_value_table(scalars, "property"))
-    return blocks
-
-
-def _render_metrics(view: ArtifactView) -> list[Block]:
-    blocks: list[Block] = []
-    properties = view.artifact.properties
-    heading = ", ".join(f"{k} {properties[k]}" for k in ("task", "split", "model_form",
-                                                         "model_type") if k in properties)
-    if heading:
-        blocks.append(Text(heading))
-    if view.artifact.metrics:
-        blocks.append(key_value_table(view.artifact.metrics))
-    report = _read_json(view.directory / METRICS_FILE) or {}
-    per_class = report.get("per_class_accuracy")
-    if isinstance(per_class, Mapping) and per_class:
-        rows = [(name, format_value(value)) for name, value in per_class.items()]
-        blocks.append(Heading(3, "Per-class accuracy"))
-        blocks.append(_cut(Table(("class", "accuracy"), rows)))
-    per_category = report.get("per_category_ap")
-    if isinstance(per_category, list) and per_category:
-        rows = [(format_value(row.get("category_id")), row.get("name", ""),
-                 format_value(row.get("ap"))) for row in per_category if isinstance(row, Mapping)]
-        blocks.append(Heading(3, "Per-category AP"))
-        blocks.append(_cut(Table(("category id", "name", "AP"), rows)))
-    pngs = view.files(".png")
-    # The overview plots first (confusion matrix, PR over all categories), then the rest.
-    first = [p for p in pngs if p.endswith(("confusion_matrix.png", "pr_all.png"))]
-    for rel in first + [p for p in pngs if p not in first]:
-        figure = view.figure(rel, f"{view.step}: {rel}")
-        if figure:
-            blocks.append(figure)
-    return blocks
-
-
-def _render_frontier(view: ArtifactView) -> list[Block]:
-    blocks: list[Block] = []
-    report = _read_json(view.directory / FRONTIER_FILE) or {}
-    rows = report.get("rows") or []
-    metric = report.get("metric", "accuracy")
-    if rows:
-        columns = ("recipe", "steps", "quantize", f"{metric} %", "Δ points", "TFLite bytes",
-                   "gzip bytes", "latency ms (1 thread)", "kernel sparsity", "chosen")
-        table_rows = []
-        for row in rows:
-            mark = "chosen" if row.get("chosen") else (
-                "" if row.get("within_budget", True) else "over budget")
-            accuracy = row.get("accuracy")
-            table_rows.append((
-                row.get("recipe", ""), row.get("steps") or "-", row.get("quantize", ""),
-                format_value(100 * accuracy if isinstance(accuracy, int | float) else None),
-                format_value(row.get("delta_points")), format_value(row.get("tflite_bytes")),
-                format_value(row.get("gzip_bytes")), format_value(row.get("latency_ms")),
-                format_value(row.get("kernel_sparsity")), mark,
-            ))
-        blocks.append(Table(columns, table_rows))
-        budget = report.get("accuracy_budget_points")
-        chosen = report.get("chosen")
-        blocks.append(Text(
-            f"Chosen: {chosen or 'none'} (the smallest gzip size within "
-            f"{format_value(budget)} point(s) of the original's {metric})."))
-    elif view.artifact.metrics:
-        blocks.append(key_value_table(view.artifact.metrics))
-    plots = view.artifact.properties.get("plots") or []
-    for rel in [p for p in plots if isinstance(p, str)] + view.files(".png"):
-        figure = view.figure(rel, f"{view.step}: {rel}")
-        if figure and not any(isinstance(b, Figure) and b.name == figure.name for b in blocks):
-            blocks.append(figure)
-    return blocks
-
-
-def _render_policy(view: ArtifactView) -> list[Block]:
-    blocks: list[Block] = []
-    properties = view.artifact.properties
-    history = _read_json(view.directory / HISTORY_FILE) or {}
-    curve = properties.get("learning_curve") or [
-        [row["env_steps"], row["episodes"], row["mean_return"]]
-        for row in history.get("evaluations", []) if "mean_return" in row]
-    target = (history.get("target") or {}).get("target_return")
-    if target is None:
-        target = (history.get("options") or {}).get("target_return")
-    what = " on ".join(str(v) for v in (properties.get("algorithm"),
-                                          history.get("environment")) if v)
-    png = learning_curve_png(curve, history.get("training") or [], target,
-                             f"{view.step}: {what}" if what else view.step)
-    if png:
-        blocks.append(Heading(3, "Learning curve"))
-        blocks.append(Figure(_slug(f"{view.step}_learning_curve.png"), png,
-                             f"{view.step}: mean greedy return at each evaluation"))
-        rows = [(format_value(r[0]), format_value(r[1]), format_value(r[2])) for r in curve]
-        blocks.append(_cut(Table(("env steps", "episodes", "mean greedy return"), rows)))
-    if view.artifact.metrics:
-        blocks.append(Heading(3, "Summary"))
-        blocks.append(key_value_table(view.artifact.metrics))
-    return blocks
-
-
-def _render_tflite(view: ArtifactView) -> list[Block]:
-    report = _read_json(view.directory / EXPORT_FILE) or {}
-    blocks: list[Block] = []
-    summary = {k: report[k] for k in ("task", "quantize", "io_type", "preprocessing_inside",
-                                      "size_bytes") if k in report}
-    for key, value in (report.get("latency") or {}).items():
-        summary[f"latency.{key}"] = value
-    for key, value in (report.get("parity") or {}).items():
-        if isinstance(value, str | int | float | bool):
-            summary[f"parity.{key}"] = value
-    table = key_value_table(summary or view.artifact.metrics, "figure")
-    if table:
-        blocks.append(table)
-    return blocks
-
-
-def _render_generic(view: ArtifactView) -> list[Block]:
-    blocks: list[Block] = []
-    for mapping, kind in ((view.artifact.metrics, "metric"),
-                          (view.artifact.properties, "property")):
-        table = key_value_table(mapping, kind)
-        if table:
-            blocks.append(table)
-    return blocks
-
-
-RENDERERS = {
-    "Examples": _render_examples,
-    "Model": _render_model,
-    "Metrics": _render_metrics,
-    "Frontier": _render_frontier,
-    "Policy": _render_policy,
-    "TFLiteModel": _render_tflite,
-}
-
-
-def _cut(table: Table) -> Table:
-    if len(table.rows) <= MAX_TABLE_ROWS:
-        return table
-    note = f"first {MAX_TABLE_ROWS} of {len(table.rows)} rows; the rest are in the artifact"
-    return Table(table.columns, table.rows[:MAX_TABLE_ROWS], note)
-
-
-def render_artifact(view: ArtifactView) -> list[Block]:
-    """The blocks of one artifact: by its type, then any PNG it holds not shown yet."""
-    renderer = RENDERERS.get(view.artifact.type, _render_generic)
-    try:
-        blocks = [b for b in renderer(view) if b is not None]
-    except Exception as err:  # a damaged file must not cost the rest of the report
-        blocks = [Text(f"This artifact could not be rendered: {type(err).__name__}: {err}")]
-        blocks.extend(_render_generic(view))
-    shown = {b.name for b in blocks if isinstance(b, Figure)}
-    for rel in view.files(".png"):
-        figure = view.figure(rel, f"{view.step}: {rel}")
-        if figure and figure.name not in shown:
-            blocks.append(figure)
-            shown.add(figure.name)
-    return blocks
-
-
-# -- exported files --------------------------------------------------------------------------
-
-
 @dataclasses.dataclass
-class TFLiteFile:
+class ExportedFile:
+    """A file of the run made to be deployed (a ``.tflite``), with what its export measured;
+    None where it was not measured. Artifact views find them (``exported_files``)."""
+
     step: str
+    format: str  # the file's kind, as the run's log names it ("tflite")
     path: Path
     size_bytes: int
     quantize: str | None
@@ -477,39 +210,88 @@ class TFLiteFile:
     latency_threads_all_ms: float | None
     threads_all: int | None
     parity_passed: bool | None
-    chosen: bool = False  # the model a Frontier chose
+    chosen: bool = False  # the file the artifact chose among several (a Frontier's)
 
 
-def tflite_files(views: Iterable[ArtifactView]) -> list[TFLiteFile]:
-    """Every ``.tflite`` the run's artifacts hold, with the figures of the ``export.json``
-    written beside it (by the export stage, also inside a Frontier's recipes)."""
+def cut_table(table: Table) -> Table:
+    """``table`` cut to its first MAX_TABLE_ROWS rows, with a note saying so."""
+    if len(table.rows) <= MAX_TABLE_ROWS:
+        return table
+    note = f"first {MAX_TABLE_ROWS} of {len(table.rows)} rows; the rest are in the artifact"
+    return Table(table.columns, table.rows[:MAX_TABLE_ROWS], note)
+
+
+def render_generic(entry: StepArtifact) -> list[Block]:
+    """An artifact of a type no view is registered for: its metrics and properties (its PNGs
+    follow, from :func:`render_artifact`)."""
+    blocks: list[Block] = []
+    for mapping, kind in ((entry.artifact.metrics, "metric"),
+                          (entry.artifact.properties, "property")):
+        table = key_value_table(mapping, kind)
+        if table:
+            blocks.append(table)
+    return blocks
+
+
+def render_artifact(entry: StepArtifact, view: ArtifactView | None) -> list[Block]:
+    """The blocks of one artifact: by its type's view, then any PNG it holds not shown yet."""
+    try:
+        blocks = [b for b in (view.render(entry) if view else render_generic(entry))
+                  if b is not None]
+    except Exception as err:  # a damaged file must not cost the rest of the report
+        blocks = [Text(f"This artifact could not be rendered: {type(err).__name__}: {err}")]
+        blocks.extend(render_generic(entry))
+    shown = {b.name for b in blocks if isinstance(b, Figure)}
+    for rel in entry.files(".png"):
+        figure = entry.figure(rel, f"{entry.step}: {rel}")
+        if figure and figure.name not in shown:
+            blocks.append(figure)
+            shown.add(figure.name)
+    return blocks
+
+
+def headline_figures(entries: Iterable[StepArtifact],
+                     views: Mapping[str, ArtifactView]) -> list[tuple[str, str, str, Any]]:
+    """(step, artifact type, figure, value) of each artifact's headline figures, by its view;
+    a value of None is a figure its view expected and the artifact does not hold."""
+    rows = []
+    for entry in entries:
+        view = views.get(entry.artifact.type)
+        figures = view.headline(entry.artifact) if view else {}
+        rows.extend((entry.step, entry.artifact.type, name, value)
+                    for name, value in figures.items())
+    return rows
+
+
+def _headline_blocks(entries: Sequence[StepArtifact],
+                     views: Mapping[str, ArtifactView]) -> list[Block]:
+    rows = [(step, kind, name, format_value(value))
+            for step, kind, name, value in headline_figures(entries, views)]
+    if not rows:
+        return []
+    return [Heading(2, "Headline figures"),
+            Table(("step", "artifact", "figure", "value"), rows,
+                  note="The figures each artifact type puts first; – where the artifact "
+                       "does not hold one.")]
+
+
+# -- exported files --------------------------------------------------------------------------
+
+
+def exported_files(entries: Iterable[StepArtifact],
+                   views: Mapping[str, ArtifactView]) -> list[ExportedFile]:
+    """Every deployable file the run's artifacts hold, as their views find them."""
     found = []
-    for view in views:
-        chosen = view.artifact.properties.get("chosen_tflite")
-        for rel in view.files(".tflite"):
-            path = view.directory / rel
-            if not path.is_file():
-                continue
-            report = _read_json(path.parent / EXPORT_FILE) or {}
-            latency = report.get("latency") or {}
-            parity = report.get("parity") or {}
-            found.append(TFLiteFile(
-                step=view.step,
-                path=path,
-                size_bytes=path.stat().st_size,
-                quantize=report.get("quantize"),
-                latency_threads_1_ms=latency.get("threads_1_ms"),
-                latency_threads_all_ms=latency.get("threads_all_ms"),
-                threads_all=latency.get("threads_all"),
-                parity_passed=parity.get("passed") if parity else None,
-                chosen=rel == chosen,
-            ))
+    for entry in entries:
+        view = views.get(entry.artifact.type)
+        if view is not None:
+            found.extend(view.exported_files(entry))
     return found
 
 
-def _tflite_blocks(files: Sequence[TFLiteFile]) -> list[Block]:
+def _exported_blocks(files: Sequence[ExportedFile]) -> list[Block]:
     if not files:
-        return [Text("This run holds no .tflite file.")]
+        return [Text("This run holds no exported file.")]
     rows = [(f.step + (" (chosen)" if f.chosen else ""), str(f.path), format_value(f.size_bytes),
              f"{f.size_bytes / 2**20:.2f}", f.quantize or "–",
              format_value(f.latency_threads_1_ms),
@@ -519,8 +301,8 @@ def _tflite_blocks(files: Sequence[TFLiteFile]) -> list[Block]:
             for f in files]
     columns = ("step", "file", "bytes", "MiB", "quantize", "latency ms (1 thread)",
                "latency ms (all threads)", "parity passed")
-    note = "Latency: median LiteRT time of one batch-1 inference (export.json); – where the " \
-           "file was not measured."
+    note = "Latency: median LiteRT time of one batch-1 inference, as its export measured it; " \
+           "– where the file was not measured."
     return [Table(columns, rows, note)]
 
 
@@ -533,9 +315,9 @@ def _when(seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(seconds))
 
 
-def _artifact_views(store: RunStore, info: Mapping[str, Any]) -> list[ArtifactView | None]:
+def _step_artifacts(store: RunStore, info: Mapping[str, Any]) -> list[StepArtifact | None]:
     """One entry per execution: its artifact, or None where the step published nothing."""
-    views = []
+    entries = []
     for execution in info["executions"]:
         artifact = None
         output = execution["output"]
@@ -543,18 +325,12 @@ def _artifact_views(store: RunStore, info: Mapping[str, Any]) -> list[ArtifactVi
             directory = store.artifact_dir(execution["stage"], output)
             if (directory / ARTIFACT_FILE).is_file():
                 artifact = Artifact.load(directory)
-        views.append(ArtifactView(execution["step"], execution["stage"], artifact,
-                                  execution["cached"]) if artifact else None)
-    return views
+        entries.append(StepArtifact(execution["step"], execution["stage"], artifact,
+                                    execution["cached"]) if artifact else None)
+    return entries
 
 
-def build_report(store: RunStore, run_id: str) -> tuple[str, list[Block]]:
-    """(title, blocks) of the report of ``run_id``."""
-    info = store.show_run(run_id)
-    views = _artifact_views(store, info)
-    steps_by_fingerprint = {ex["output"]: ex["step"] for ex in info["executions"] if ex["output"]}
-    title = f"edgeline run {run_id}: {info['pipeline']}"
-    blocks: list[Block] = [Heading(1, title)]
+def _overview_table(store: RunStore, info: Mapping[str, Any]) -> Table:
     finished = info["finished"]
     overview = {
         "pipeline": info["pipeline"],
@@ -568,11 +344,14 @@ def build_report(store: RunStore, run_id: str) -> tuple[str, list[Block]]:
     }
     if info["error"]:
         overview["error"] = info["error"]
-    blocks.append(Table(("run", ""), list(overview.items())))
+    return Table(("run", ""), list(overview.items()))
 
-    blocks.append(Heading(2, "Steps and lineage"))
+
+def _lineage_blocks(info: Mapping[str, Any],
+                    entries: Sequence[StepArtifact | None]) -> list[Block]:
+    steps_by_fingerprint = {ex["output"]: ex["step"] for ex in info["executions"] if ex["output"]}
     rows = []
-    for execution, view in zip(info["executions"], views):
+    for execution, entry in zip(info["executions"], entries):
         if execution["cached"]:
             outcome = "cache hit"
         elif execution["status"] == "complete":
@@ -582,30 +361,49 @@ def build_report(store: RunStore, run_id: str) -> tuple[str, list[Block]]:
         inputs = ", ".join(f"{steps_by_fingerprint.get(fp, name)} ({fp[:12]})"
                            for name, fp in execution["inputs"].items())
         rows.append((execution["step"], execution["stage"], outcome,
-                     view.artifact.type if view else "–",
+                     entry.artifact.type if entry else "–",
                      execution["output"][:12] if execution["output"] else "–",
-                     inputs or "–", str(view.directory) if view else "–"))
-    blocks.append(Table(("step", "stage", "outcome", "artifact", "fingerprint", "inputs",
-                         "directory"), rows,
-                        note="Fingerprints are sha256 of the step's options, its inputs' "
-                             "fingerprints, the seed and the edgeline version (first 12 hex "
-                             "digits shown)."))
-    for execution in info["executions"]:
-        if execution["error"]:
-            blocks.append(Text(f"{execution['step']} failed: {execution['error']}"))
+                     inputs or "–", str(entry.directory) if entry else "–"))
+    blocks: list[Block] = [
+        Heading(2, "Steps and lineage"),
+        Table(("step", "stage", "outcome", "artifact", "fingerprint", "inputs", "directory"),
+              rows, note="Fingerprints are sha256 of the step's options, its inputs' "
+                         "fingerprints, the seed and the edgeline version (first 12 hex "
+                         "digits shown)."),
+    ]
+    blocks.extend(Text(f"{ex['step']} failed: {ex['error']}")
+                  for ex in info["executions"] if ex["error"])
+    return blocks
 
-    for view in views:
-        if view is None:
-            continue
-        blocks.append(Heading(2, f"{view.step} ({view.stage}): {view.artifact.type}"))
-        blocks.append(Text(
-            f"{'Cache hit' if view.cached else 'Built'}; produced by {view.artifact.producer}; "
-            f"fingerprint {view.artifact.fingerprint}; directory {view.directory}"))
-        blocks.extend(render_artifact(view))
 
+def _artifact_blocks(entry: StepArtifact, view: ArtifactView | None) -> list[Block]:
+    return [
+        Heading(2, f"{entry.step} ({entry.stage}): {entry.artifact.type}"),
+        Text(f"{'Cache hit' if entry.cached else 'Built'}; produced by "
+             f"{entry.artifact.producer}; fingerprint {entry.artifact.fingerprint}; "
+             f"directory {entry.directory}"),
+        *render_artifact(entry, view),
+    ]
+
+
+def build_report(store: RunStore, run_id: str,
+                 views: Mapping[str, ArtifactView] | None = None) -> tuple[str, list[Block]]:
+    """(title, blocks) of the report of ``run_id``: the overview, the headline figures, the
+    steps and lineage, each artifact through the view registered for its type (``views``:
+    artifact type -> view; a type without one gets a generic rendering), the exported files
+    and the resolved config."""
+    views = views or {}
+    info = store.show_run(run_id)
+    entries = _step_artifacts(store, info)
+    published = [e for e in entries if e is not None]
+    title = f"edgeline run {run_id}: {info['pipeline']}"
+    blocks: list[Block] = [Heading(1, title), _overview_table(store, info)]
+    blocks.extend(_headline_blocks(published, views))
+    blocks.extend(_lineage_blocks(info, entries))
+    for entry in published:
+        blocks.extend(_artifact_blocks(entry, views.get(entry.artifact.type)))
     blocks.append(Heading(2, "Exported files"))
-    blocks.extend(_tflite_blocks(tflite_files(v for v in views if v is not None)))
-
+    blocks.extend(_exported_blocks(exported_files(published, views)))
     blocks.append(Heading(2, "Resolved config"))
     config_path = Path(info["config"])
     config = config_path.read_text(encoding="utf-8") if config_path.is_file() else "(missing)"
@@ -752,20 +550,22 @@ def _unique_names(blocks: Sequence[Block]) -> None:
 
 
 def write_report(
-    runs_dir: str | Path | RunStore, run_id: str, output_dir: str | Path | None = None
+    runs_dir: str | Path | RunStore, run_id: str, output_dir: str | Path | None = None,
+    views: Mapping[str, ArtifactView] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` of ``run_id`` into ``output_dir`` (default: the
     run's folder, ``<runs_dir>/runs/<run_id>``); return their paths.
 
     ``runs_dir`` is a runs directory or an open :class:`RunStore` (the runner's own);
-    ``run_id`` a run id, a unique prefix of one, or ``latest``.
+    ``run_id`` a run id, a unique prefix of one, or ``latest``; ``views`` the artifact views
+    by type (``StageRegistry.views()``).
     """
     if not isinstance(runs_dir, RunStore) and not Path(runs_dir, "lineage.sqlite").is_file():
         raise UserError(f"no runs directory at {str(runs_dir)!r} (no lineage.sqlite in it)")
     store = runs_dir if isinstance(runs_dir, RunStore) else RunStore(runs_dir, read_only=True)
     try:
         run_id = store.resolve_run(run_id)
-        title, blocks = build_report(store, run_id)
+        title, blocks = build_report(store, run_id, views)
         output = Path(output_dir) if output_dir else store.root / "runs" / run_id
     finally:
         if store is not runs_dir:

@@ -25,7 +25,7 @@ from edgeline.pipeline.artifacts import (
     publish,
     staging_dir,
 )
-from edgeline.pipeline.config import PipelineConfig
+from edgeline.pipeline.config import PipelineConfig, StepConfig
 from edgeline.pipeline.errors import (
     ConfigError,
     StageFailed,
@@ -33,7 +33,7 @@ from edgeline.pipeline.errors import (
     UserError,
     storage_problem,
 )
-from edgeline.pipeline.stage import StageContext, StageRegistry
+from edgeline.pipeline.stage import Stage, StageContext, StageRegistry
 from edgeline.pipeline.store import RunStore
 
 
@@ -99,102 +99,139 @@ def run_pipeline(
     inputs: those must already be published (a cache hit), or the run says which to run.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    selected = select_steps(config, only, start)
     store = RunStore(runs_dir or config.runs_dir)
     run_id = store.start_run(config.name, config.source_path, config.resolved())
-    outcomes: list[StepOutcome] = []
-    published: dict[str, Artifact] = {}
-    total = len(config.steps)
+    run = _Run(config, registry, store, run_id, select_steps(config, only, start), force, log)
     try:
         for index, step in enumerate(config.steps, start=1):
-            stage = registry.get(step.stage)
-            inputs = {}
-            if step.name not in selected and any(n not in published for n in step.inputs):
-                continue  # not asked for, and its inputs were not built either
-            for name in step.inputs:
-                if name not in published:
-                    raise UserError(
-                        f"step '{step.name}' needs the artifact of '{name}', which is not "
-                        f"published yet; run '{name}' first (drop --only/--from)"
-                    )
-                inputs[name] = published[name]
-            input_fps = {name: a.fingerprint for name, a in inputs.items()}
-            extra = {"seed": config.seed, "deterministic": config.deterministic}
-            if stage.external_fingerprint is not None:
-                extra["external"] = stage.external_fingerprint(step.options)
-            fp = fingerprint(stage.name, step.raw, input_fps, extra)
-            prefix = f"[{index}/{total}] {step.name} ({stage.name})"
-            existing, problem = store.find(stage.name, fp)
-            if step.name not in selected and existing is None:
-                # Not asked for and never built: a later selected step that needs it
-                # stops with a clear message above.
-                continue
-            if existing is not None and (step.name not in selected or not force):
-                log(f"{prefix}: cached ({existing.uri})")
-                ex = store.start_execution(run_id, step.name, stage.name)
-                store.finish_execution(ex, "cached", cached=True, inputs=input_fps, output=fp)
-                published[step.name] = existing
-                outcomes.append(StepOutcome(step.name, stage.name, existing, True, 0.0))
-                continue
-            if problem:
-                log(f"{prefix}: published artifact is damaged ({problem}); rebuilding")
-            log(f"{prefix}: running")
-            ex = store.start_execution(run_id, step.name, stage.name)
-            final_dir = store.artifact_dir(stage.name, fp)
-            tmp = staging_dir(final_dir)
-            started = time.time()
-            context = StageContext(
-                step=step.name,
-                options=step.options,
-                inputs=inputs,
-                output_dir=tmp,
-                seed=config.seed,
-                deterministic=config.deterministic,
-                cache_dir=store.cache_dir,
-            )
-            try:
-                result = stage.run(context)
-                artifact = publish(
-                    tmp,
-                    final_dir,
-                    type=stage.artifact_type,
-                    producer=f"{step.name}:{stage.name}",
-                    fingerprint=fp,
-                    inputs=input_fps,
-                    properties=result.properties,
-                    metrics=result.metrics,
-                    # A damaged copy (or a folder without artifact.json) is rebuilt in place;
-                    # an artifact another run published meanwhile is used as it is.
-                    replace=problem is not None or not (final_dir / ARTIFACT_FILE).is_file(),
-                )
-            except BaseException as err:
-                # Removed first: on a full disk this frees the space the lineage row needs.
-                shutil.rmtree(tmp, ignore_errors=True)
-                _step_failed(store, ex, step.name, stage.name, input_fps, err)
-            store.record_artifact(artifact)
-            seconds = time.time() - started
-            store.finish_execution(ex, "complete", inputs=input_fps, output=fp)
-            published[step.name] = artifact
-            outcomes.append(StepOutcome(step.name, stage.name, artifact, False, seconds))
-            log(f"{prefix}: done in {seconds:.1f}s -> {artifact.uri}")
+            run.execute(index, step)
         store.finish_run(run_id, "complete")
     except BaseException as err:
+        run.end_failed(err)
+        raise
+    report = _write_report(store, run_id, run.outcomes, registry, log)
+    store.close()
+    return RunOutcome(run_id, Path(store.root), run.outcomes, report)
+
+
+@dataclasses.dataclass
+class _Run:
+    """One run in progress: each step is reused from the store, built, or skipped, in order."""
+
+    config: PipelineConfig
+    registry: StageRegistry
+    store: RunStore
+    run_id: str
+    selected: set[str]
+    force: bool
+    log: Callable[[str], None]
+    outcomes: list[StepOutcome] = dataclasses.field(default_factory=list)
+    published: dict[str, Artifact] = dataclasses.field(default_factory=dict)
+
+    def execute(self, index: int, step: StepConfig) -> None:
+        """Step ``index`` of the config: a cache hit, a build, or nothing when it was not
+        selected and cannot or need not run."""
+        stage = self.registry.get(step.stage)
+        selected = step.name in self.selected
+        if not selected and any(n not in self.published for n in step.inputs):
+            return  # not asked for, and its inputs were not built either
+        inputs = self._inputs(step)
+        input_fps = {name: a.fingerprint for name, a in inputs.items()}
+        extra = {"seed": self.config.seed, "deterministic": self.config.deterministic}
+        if stage.external_fingerprint is not None:
+            extra["external"] = stage.external_fingerprint(step.options)
+        fp = fingerprint(stage.name, step.raw, input_fps, extra)
+        prefix = f"[{index}/{len(self.config.steps)}] {step.name} ({stage.name})"
+        existing, problem = self.store.find(stage.name, fp)
+        if not selected and existing is None:
+            # Not asked for and never built: a later selected step that needs it stops with
+            # a clear message (_inputs).
+            return
+        if existing is not None and (not selected or not self.force):
+            self._reuse(step, stage, existing, input_fps, fp, prefix)
+            return
+        if problem:
+            self.log(f"{prefix}: published artifact is damaged ({problem}); rebuilding")
+        self._build(step, stage, inputs, fp, problem, prefix)
+
+    def _inputs(self, step: StepConfig) -> dict[str, Artifact]:
+        for name in step.inputs:
+            if name not in self.published:
+                raise UserError(
+                    f"step '{step.name}' needs the artifact of '{name}', which is not "
+                    f"published yet; run '{name}' first (drop --only/--from)"
+                )
+        return {name: self.published[name] for name in step.inputs}
+
+    def _reuse(self, step: StepConfig, stage: Stage, existing: Artifact,
+               input_fps: dict[str, str], fp: str, prefix: str) -> None:
+        self.log(f"{prefix}: cached ({existing.uri})")
+        ex = self.store.start_execution(self.run_id, step.name, stage.name)
+        self.store.finish_execution(ex, "cached", cached=True, inputs=input_fps, output=fp)
+        self.published[step.name] = existing
+        self.outcomes.append(StepOutcome(step.name, stage.name, existing, True, 0.0))
+
+    def _build(self, step: StepConfig, stage: Stage, inputs: dict[str, Artifact], fp: str,
+               problem: str | None, prefix: str) -> None:
+        """Runs the stage into a staging folder and publishes it atomically."""
+        input_fps = {name: a.fingerprint for name, a in inputs.items()}
+        self.log(f"{prefix}: running")
+        ex = self.store.start_execution(self.run_id, step.name, stage.name)
+        final_dir = self.store.artifact_dir(stage.name, fp)
+        tmp = staging_dir(final_dir)
+        started = time.time()
+        context = StageContext(
+            step=step.name,
+            options=step.options,
+            inputs=inputs,
+            output_dir=tmp,
+            seed=self.config.seed,
+            deterministic=self.config.deterministic,
+            cache_dir=self.store.cache_dir,
+        )
+        try:
+            result = stage.run(context)
+            artifact = publish(
+                tmp,
+                final_dir,
+                type=stage.artifact_type,
+                producer=f"{step.name}:{stage.name}",
+                fingerprint=fp,
+                inputs=input_fps,
+                properties=result.properties,
+                metrics=result.metrics,
+                # A damaged copy (or a folder without artifact.json) is rebuilt in place;
+                # an artifact another run published meanwhile is used as it is.
+                replace=problem is not None or not (final_dir / ARTIFACT_FILE).is_file(),
+            )
+        except BaseException as err:
+            # Removed first: on a full disk this frees the space the lineage row needs.
+            shutil.rmtree(tmp, ignore_errors=True)
+            _step_failed(self.store, ex, step.name, stage.name, input_fps, err)
+        self.store.record_artifact(artifact)
+        seconds = time.time() - started
+        self.store.finish_execution(ex, "complete", inputs=input_fps, output=fp)
+        self.published[step.name] = artifact
+        self.outcomes.append(StepOutcome(step.name, stage.name, artifact, False, seconds))
+        self.log(f"{prefix}: done in {seconds:.1f}s -> {artifact.uri}")
+
+    def end_failed(self, err: BaseException) -> None:
+        """Records how the run ended, writes the report of what was built, and closes the
+        store; a refusal of the disk is raised as a StorageError naming the runs directory
+        (anything else the caller re-raises)."""
+        store = self.store
         # Ctrl-C (and SIGTERM, which the CLI turns into the same exception) is the user's
         # choice, not a failure: the run reads "interrupted", as one killed outright does.
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        recorded = _record_end(store, run_id, status, f"{type(err).__name__}: {err}")
+        recorded = _record_end(store, self.run_id, status, f"{type(err).__name__}: {err}")
         problem = None if isinstance(err, UserError) else storage_problem(err)
         # What was built, and what failed; not after a disk refused a write (the report would
         # be refused too, or fill the disk further).
         if recorded and not isinstance(err, KeyboardInterrupt | StorageError) and not problem:
-            _write_report(store, run_id, outcomes, log)
+            _write_report(store, self.run_id, self.outcomes, self.registry, self.log)
         store.close()
         if problem is not None:
             raise StorageError(StorageError.in_runs_dir(store.root, problem)) from err
-        raise
-    report = _write_report(store, run_id, outcomes, log)
-    store.close()
-    return RunOutcome(run_id, Path(store.root), outcomes, report)
 
 
 def _step_failed(store: RunStore, execution: int, step: str, stage: str,
@@ -230,8 +267,9 @@ def _record_end(store: RunStore, run_id: str, status: str, error: str) -> bool:
 
 
 def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
-                  log: Callable[[str], None]) -> Path | None:
-    """The run's report (HTML and Markdown) in its folder, and where it and each .tflite are.
+                  registry: StageRegistry, log: Callable[[str], None]) -> Path | None:
+    """The run's report (HTML and Markdown) in its folder, and where it and each exported
+    file are.
 
     A report that cannot be written is said, not raised: the run's artifacts are published
     and intact, and ``edgeline runs report`` renders it again.
@@ -239,7 +277,7 @@ def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
     from edgeline.pipeline import report
 
     try:
-        html_path, md_path = report.write_report(store, run_id)
+        html_path, md_path = report.write_report(store, run_id, views=registry.views())
     except Exception as err:  # noqa: BLE001 (any failure of the report: said, run kept)
         if storage_problem(err) is None:  # a full or read-only disk needs no traceback
             traceback.print_exc(file=sys.stderr)
@@ -247,10 +285,11 @@ def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
             f"retry with 'edgeline runs report {run_id} --runs-dir {store.root}'")
         return None
     log(f"report: {html_path} (Markdown: {md_path.name} beside it)")
-    views = [report.ArtifactView(o.step, o.stage, o.artifact, o.cached)
-             for o in outcomes if o.artifact is not None]
-    for found in report.tflite_files(views):
+    entries = [report.StepArtifact(o.step, o.stage, o.artifact, o.cached)
+               for o in outcomes if o.artifact is not None]
+    for found in report.exported_files(entries, registry.views()):
         latency = (f", {found.latency_threads_1_ms:.3f} ms (1 thread)"
                    if found.latency_threads_1_ms is not None else "")
-        log(f"tflite: {found.path} ({found.size_bytes:,} bytes{latency}; step {found.step})")
+        log(f"{found.format}: {found.path} ({found.size_bytes:,} bytes{latency}; "
+            f"step {found.step})")
     return html_path

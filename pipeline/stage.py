@@ -4,6 +4,10 @@ A stage is declared, TFX-style, by what it takes and what it gives: its options 
 the artifact type it publishes, and a ``run`` function. The runner hands ``run`` a
 :class:`StageContext` (options, input artifacts, a private output directory, the seed) and
 publishes what it returns. Stages never see the run store or each other's internals.
+
+How the pipeline reads and shows an artifact type it knows nothing of is an
+:class:`ArtifactView`, registered beside the stages (``StageRegistry.register_view``): its
+headline figures, its section of the run report, and the deployable files it holds.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeline.pipeline.artifacts import Artifact
+
+if TYPE_CHECKING:
+    from edgeline.pipeline.report import Block, ExportedFile, StepArtifact
 
 
 @dataclasses.dataclass
@@ -57,11 +64,28 @@ class Stage:
     description: str = ""
 
 
+class ArtifactView(Protocol):
+    """One artifact type as the pipeline sees it, without knowing its files or JSON keys (the
+    views live in ``edgeline.common.artifact_types``)."""
+
+    def headline(self, artifact: Artifact) -> dict[str, Any]:
+        """The 1-3 figures a user reads first (top-1, mAP, mean return, size, latency), by
+        name; None for a figure the artifact should hold and does not."""
+
+    def render(self, entry: StepArtifact) -> list[Block]:
+        """The artifact's section of the run report (its PNGs not shown here follow)."""
+
+    def exported_files(self, entry: StepArtifact) -> list[ExportedFile]:
+        """The deployable files the artifact holds, with what their export measured."""
+
+
 class StageRegistry:
-    """Stages by name; duplicate names are refused, unknown names list the known ones."""
+    """Stages by name, and the artifact views by type; duplicate names are refused, unknown
+    names list the known ones."""
 
     def __init__(self) -> None:
         self._stages: dict[str, Stage] = {}
+        self._views: dict[str, ArtifactView] = {}
 
     def register(self, stage: Stage) -> Stage:
         if stage.name in self._stages:
@@ -87,3 +111,14 @@ class StageRegistry:
     def names(self) -> list[str]:
         return list(self._stages)
 
+    def register_view(self, artifact_type: str, view: ArtifactView) -> ArtifactView:
+        """How the report shows artifacts of ``artifact_type`` (a type without a view gets a
+        generic rendering: its metrics, properties and PNGs)."""
+        if artifact_type in self._views:
+            raise ValueError(f"a view of {artifact_type!r} artifacts is already registered")
+        self._views[artifact_type] = view
+        return view
+
+    def views(self) -> dict[str, ArtifactView]:
+        """The registered artifact views by type."""
+        return dict(self._views)

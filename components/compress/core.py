@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.common.artifact_types.model import COMPRESS_REPORT_FILE as REPORT_FILE
 from edgeline.components.compress.finetune import TrainingData
 from edgeline.components.compress.options import CompressOptions, FineTuneOptions
 from edgeline.components.compress.recipes import RecipeOutcome, run_recipe
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import UserError
-
-REPORT_FILE = "compress.json"
 
 Log = Callable[[str], None]
 

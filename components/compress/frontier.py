@@ -22,16 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import edgeline
+from edgeline.common.artifact_types.frontier import (
+    CSV_FILE,
+    LATENCY_PLOT,
+    REPORT_FILE,
+    SIZE_PLOT,
+    TABLE_FILE,
+)
 from edgeline.components.compress import core
 from edgeline.components.compress.options import CompressOptions, Recipe
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import UserError
 
-REPORT_FILE = "frontier.json"
-TABLE_FILE = "frontier.md"
-CSV_FILE = "frontier.csv"
-SIZE_PLOT = "accuracy_vs_size.png"
-LATENCY_PLOT = "accuracy_vs_latency.png"
 ORIGINAL = "original"
 COLUMNS = ("recipe", "steps", "quantize", "accuracy", "delta_points", "tflite_bytes",
            "gzip_bytes", "latency_ms", "kernel_sparsity", "within_budget", "chosen")

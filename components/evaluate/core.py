@@ -30,17 +30,18 @@ from typing import Any
 
 import numpy as np
 
+from edgeline.common.artifact_types.metrics import (
+    CONFUSION_MATRIX_FILE,
+    DETECTIONS_FILE,
+    METRICS_FILE,
+    PLOTS_DIR,
+)
+from edgeline.common.artifact_types.policy import DESCRIPTION_FILE as POLICY_DESCRIPTION_FILE
+from edgeline.common.artifact_types.policy import SAVED_POLICY_DIR
 from edgeline.components.evaluate import predictors
 from edgeline.components.evaluate.options import EvaluateOptions
 from edgeline.pipeline import records
 from edgeline.pipeline.errors import UserError
-
-METRICS_FILE = "metrics.json"
-DETECTIONS_FILE = "detections.json"
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-PLOTS_DIR = "plots"
-POLICY_DESCRIPTION_FILE = "policy.json"  # a Policy artifact's description (rl stage)
-SAVED_POLICY_DIR = "saved_policy"  # a Policy artifact's PolicySaver SavedModel
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,8 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.utils import common
 
+from edgeline.common.artifact_types.metrics import HISTOGRAM_FILE
+from edgeline.common.artifact_types.policy import TFLITE_FILE  # noqa: F401  (callers name it here)
 from edgeline.components.evaluate import environments
 from edgeline.components.evaluate.core import (
     METRICS_FILE,
@@ -41,9 +43,6 @@ from edgeline.components.evaluate.core import (
 )
 from edgeline.components.evaluate.options import EnvironmentOptions, EvaluateOptions
 from edgeline.pipeline.errors import UserError
-
-HISTOGRAM_FILE = "returns_histogram.png"
-TFLITE_FILE = "policy.tflite"
 
 # An action function: a batch of time steps (B, ...) -> the greedy actions (B,) int64.
 ActionFunction = Callable[[Any], np.ndarray]

@@ -31,16 +31,17 @@ from typing import Any
 import numpy as np
 
 import edgeline
+from edgeline.common.artifact_types.tflite_model import (
+    CATEGORY_IDS_FILE,
+    LABELS_FILE,
+    REPORT_FILE,
+    TFLITE_FILE,
+)
 from edgeline.components.export import convert, graph, litert
 from edgeline.components.export.data import ImageSet, load_images
 from edgeline.components.export.options import ExportOptions
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import UserError
-
-TFLITE_FILE = "model.tflite"
-REPORT_FILE = "export.json"
-LABELS_FILE = "labels.txt"
-CATEGORY_IDS_FILE = "category_ids.txt"
 
 Log = Callable[[str], None]
 

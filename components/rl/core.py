@@ -44,16 +44,14 @@ from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.utils import common
 
 import edgeline
+from edgeline.common.artifact_types.policy import DESCRIPTION_FILE as POLICY_FILE
+from edgeline.common.artifact_types.policy import HISTORY_FILE, TENSORBOARD_DIR
 from edgeline.components.evaluate import environments as envs
 from edgeline.components.evaluate.returns import GreedyEvaluator
 from edgeline.components.rl import agents, export
 from edgeline.components.rl.options import RlOptions
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import ConfigError
-
-HISTORY_FILE = "history.json"
-POLICY_FILE = "policy.json"
-TENSORBOARD_DIR = "tensorboard"
 
 
 def seed_everything(seed: int) -> None:

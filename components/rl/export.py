@@ -22,15 +22,14 @@ import tensorflow as tf
 from tf_agents.policies import policy_saver
 from tf_agents.trajectories import time_step as ts
 
+from edgeline.common.artifact_types.policy import SAVED_POLICY_DIR, TFLITE_FILE
+
 # The LiteRT runner of the exported network is the evaluate stage's (it scores the .tflite of a
 # Policy artifact); the parity check below uses the same one.
 from edgeline.components.evaluate.returns import TFLitePolicy
 
 __all__ = ["TFLitePolicy", "check_parity", "record_observations", "save_policy", "save_tflite",
            "write_json"]
-
-SAVED_POLICY_DIR = "saved_policy"
-TFLITE_FILE = "policy.tflite"
 
 
 def save_policy(policy, directory: Path) -> Path:

@@ -27,6 +27,7 @@ from pathlib import Path
 import tensorflow as tf
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.common.artifact_types.examples import LABELS_FILE
 from edgeline.components.train.options import DataOptions
 from edgeline.pipeline import records
 from edgeline.pipeline.errors import UserError
@@ -34,7 +35,6 @@ from edgeline.pipeline.errors import UserError
 AUTOTUNE = tf.data.AUTOTUNE
 TRAIN_SPLIT = "train"
 VALIDATION_SPLIT = "validation"
-LABELS_FILE = "labels.txt"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The run report: a real run of small stages that write artifacts in the on-disk formats the
 real stages write (history.json, metrics.json and its plots, frontier.json, a Policy's learning
-curve, export.json beside a .tflite), through the real runner, store and lineage database."""
+curve, export.json beside a .tflite), through the real runner, store and lineage database, and
+rendered through the artifact views of edgeline.common.artifact_types, registered as the CLI
+registers them."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from PIL import Image
 
 from edgeline import cli
+from edgeline.common import artifact_types
 from edgeline.pipeline import report
 from edgeline.pipeline.config import load_pipeline_config
 from edgeline.pipeline.errors import StageFailed, UserError
@@ -72,7 +75,7 @@ def _examples(context):
 def _model(context):
     _json(context.output_dir / "history.json", HISTORY)
     return StageResult(properties={"task": "classification", "model": "cnn"},
-                       metrics={"val_accuracy": 0.625, "kept_epoch": 3})
+                       metrics={"val_top1": 0.625, "kept_epoch": 3})
 
 
 def _metrics(context):
@@ -96,7 +99,7 @@ def _frontier(context):
     return StageResult(properties={"chosen": "ptq_int8",
                                    "chosen_tflite": FRONTIER_ROWS[1]["tflite"],
                                    "plots": ["accuracy_vs_size.png", "accuracy_vs_latency.png"]},
-                       metrics={"chosen_accuracy": 0.8047})
+                       metrics={"chosen_accuracy": 0.8047, "chosen_gzip_bytes": 9100})
 
 
 def _policy(context):
@@ -109,13 +112,15 @@ def _policy(context):
         "target": {"target_return": 180.0, "env_steps": 2000}})
     (context.output_dir / "policy.tflite").write_bytes(b"\0" * 2048)
     return StageResult(properties={"algorithm": "dqn", "learning_curve": LEARNING_CURVE},
-                       metrics={"best_mean_return": 187.5,
+                       metrics={"best_mean_return": 187.5, "env_steps": 2000,
                                 "best_evaluation": {"env_steps": 2000}})
 
 
 def _export(context):
     _tflite(context.output_dir, 20480, "float16", 1.234)
-    return StageResult(properties={"quantize": "float16"}, metrics={"size_bytes": 20480})
+    return StageResult(properties={"quantize": "float16"},
+                       metrics={"size_bytes": 20480, "parity_passed": True,
+                                "latency_threads_1_ms": 1.234})
 
 
 def _numbers(context):
@@ -134,12 +139,19 @@ STAGES = {"examples": ("Examples", _examples), "fit": ("Model", _model),
 EXPECTED_FIGURES = 7
 
 
-@pytest.fixture(scope="module")
-def registry():
+def make_registry():
+    """The toy stages, and the artifact views as edgeline.cli.stage_registry() has them."""
     registry = StageRegistry()
     for name, (artifact_type, function) in STAGES.items():
         registry.register(Stage(name, NoOptions, artifact_type, function))
+    for view in artifact_types.VIEWS:
+        registry.register_view(view.type_name, view)
     return registry
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return make_registry()
 
 
 def _config(registry, **numbers_options):
@@ -229,6 +241,43 @@ def test_lineage_names_producer_inputs_fingerprint_and_cache(built, registry):
     assert f"Cache hit; produced by classifier:fit; fingerprint {classifier.fingerprint}" in again
 
 
+def test_headline_figures_of_every_artifact_are_found(built, registry):
+    """Each view's headline figures, read from what the stages wrote: a key a view expects and
+    the artifact does not hold would read "–" here."""
+    outcome, _ = built
+    text = outcome.report.read_text()
+    assert ">Headline figures</h2>" in text
+    entries = [report.StepArtifact(s.step, s.stage, s.artifact, s.cached)
+               for s in outcome.steps if s.artifact is not None]
+    figures = report.headline_figures(entries, registry.views())
+    by_step = {}
+    for step, _, name, value in figures:
+        by_step.setdefault(step, {})[name] = value
+    assert by_step == {
+        "data": {"train examples": 40, "validation examples": 12, "classes": 4},
+        "classifier": {"top-1": 0.625},
+        "evaluate_classifier": {"top-1": 0.8125, "top-5": 1.0},
+        "compress": {"chosen": "ptq_int8", "chosen accuracy": 0.8047,
+                     "chosen gzip bytes": 9100},
+        "cartpole": {"best mean return": 187.5, "env steps": 2000},
+        "tflite": {"bytes": 20480, "latency ms (1 thread)": 1.234, "parity passed": True},
+    }  # the Numbers artifact has no view: no headline, and a generic rendering
+    table = text.split(">Headline figures</h2>")[1].split("</table>")[0]
+    assert "–" not in table
+
+
+def test_an_unregistered_type_renders_generically_and_a_registry_refuses_twins(built):
+    outcome, _ = built
+    text = outcome.report.read_text()
+    extra = text.split(">extra (numbers): Numbers</h2>")[1].split("<h2")[0]
+    assert '<td>total</td><td class="number">6</td>' in extra
+    assert '<td>rows</td><td class="number">3</td>' in extra
+    registry = StageRegistry()
+    registry.register_view("Model", artifact_types.Model())
+    with pytest.raises(ValueError, match="'Model' artifacts is already registered"):
+        registry.register_view("Model", artifact_types.Model())
+
+
 def test_markdown_has_the_same_content_with_its_images_beside_it(built):
     outcome, _ = built
     run_dir = outcome.report.parent
@@ -273,13 +322,6 @@ def test_write_report_refuses_a_folder_without_runs(tmp_path):
     with pytest.raises(UserError, match="no runs directory"):
         report.write_report(tmp_path / "nothing", "latest")
     assert not (tmp_path / "nothing").exists()
-
-
-def test_training_curves_plot_every_numeric_column():
-    png = report.training_curves_png(HISTORY, "title")
-    image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.width > 3 * image.height  # three panels side by side
-    assert report.training_curves_png({"epoch": [0], "phase": ["train"]}, "title") is None
 
 
 def test_format_value():
