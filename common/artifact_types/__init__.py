@@ -15,6 +15,8 @@ which hands them to the report (``StageRegistry.register_view``).
 
 from __future__ import annotations
 
+import sys
+
 from edgeline.common.artifact_types.examples import Examples
 from edgeline.common.artifact_types.frontier import Frontier
 from edgeline.common.artifact_types.metrics import Metrics
@@ -25,4 +27,17 @@ from edgeline.common.artifact_types.tflite_model import TFLiteModel
 # One view per artifact type, in pipeline order; each names its type in ``type_name``.
 VIEWS = (Examples(), Model(), Metrics(), Frontier(), Policy(), TFLiteModel())
 
-__all__ = ["VIEWS", "Examples", "Frontier", "Metrics", "Model", "Policy", "TFLiteModel"]
+
+
+def file_names() -> tuple[str, ...]:
+    """Every file and folder name an artifact type owns (its ``*_FILE``, ``*_DIR`` and
+    ``*_PLOT`` constants): what the pipeline must never name itself."""
+    names = set()
+    for view in VIEWS:
+        module = sys.modules[type(view).__module__]
+        names.update(value for key, value in vars(module).items()
+                     if key.endswith(("_FILE", "_DIR", "_PLOT")) and isinstance(value, str))
+    return tuple(sorted(names))
+
+
+__all__ = ["VIEWS", "file_names", "Examples", "Frontier", "Metrics", "Model", "Policy", "TFLiteModel"]
