@@ -24,7 +24,6 @@ The learning curve (every evaluation, every training log line, every resume) is 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import random
@@ -48,6 +47,7 @@ from edgeline.components.evaluate import environments as envs
 from edgeline.components.evaluate.returns import GreedyEvaluator
 from edgeline.components.rl import agents, export
 from edgeline.components.rl.options import RlOptions
+from edgeline.pipeline.artifacts import content_digest
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import ConfigError
 
@@ -290,7 +290,7 @@ def checkpoint_key(options: RlOptions, seed: int, deterministic: bool) -> str:
         "deterministic": deterministic,
         "version": edgeline.__version__,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return content_digest(payload, length=16)
 
 
 def _load_history(checkpoint_dir: Path, iteration: int) -> dict:
