@@ -67,7 +67,7 @@ def _register_coco_eval(subparsers) -> None:
 
 
 def _cmd_coco_eval(args: argparse.Namespace) -> int:
-    from edgeline.components.evaluate.coco import evaluate_files
+    from edgeline.common.coco import evaluate_files
 
     metrics = evaluate_files(args.ground_truth, args.detections, iou_type=args.iou_type)
     if args.json:

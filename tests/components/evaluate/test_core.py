@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.common.coco import evaluate_detections
 from edgeline.components.evaluate import core, detection
-from edgeline.components.evaluate.coco import evaluate_detections
 from edgeline.components.evaluate.options import DetectionOptions, EvaluateOptions
 from edgeline.pipeline import records
 from edgeline.pipeline.errors import UserError
