@@ -219,7 +219,7 @@ def _training_steps_per_second(result: dict) -> float:
 def run_pong(workdir: Path, env_steps: int = 3_000) -> tuple[dict, float]:
     import numpy as np
 
-    from edgeline.components.evaluate.environments import AtariEnvironment
+    from edgeline.common.environments import AtariEnvironment
     from edgeline.components.rl import core
     from edgeline.components.rl.options import DqnOptions, EnvironmentOptions, RlOptions
 

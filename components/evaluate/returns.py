@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.utils import common
 
-from edgeline.components.evaluate import environments
+from edgeline.common import environments
+from edgeline.common.environment_options import EnvironmentOptions
 from edgeline.components.evaluate.core import (
     METRICS_FILE,
     POLICY_DESCRIPTION_FILE,
@@ -39,7 +40,7 @@ from edgeline.components.evaluate.core import (
     EvaluationResult,
     is_policy_dir,
 )
-from edgeline.components.evaluate.options import EnvironmentOptions, EvaluateOptions
+from edgeline.components.evaluate.options import EvaluateOptions
 from edgeline.pipeline.errors import UserError
 
 HISTOGRAM_FILE = "returns_histogram.png"

@@ -4,8 +4,8 @@
 
 1. seed Python, NumPy and TensorFlow (and, in deterministic mode, enable op determinism);
 2. build the training environment (a ``TFPyEnvironment``), ``eval_episodes`` evaluation
-   environments (both from the evaluate stage's :mod:`~edgeline.components.evaluate.environments`,
-   so that a Policy artifact is later scored in the very same environment), the agent and its
+   environments (both from the shared :mod:`~edgeline.common.environments`, so that the
+   evaluate stage later scores a Policy artifact in the very same environment), the agent and its
    replay buffer;
 3. restore the last checkpoint in ``checkpoint_dir`` if there is one (agent, optimizer,
    replay buffer, counters, best network, learning curve), so a killed run resumes;
@@ -43,7 +43,7 @@ from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.utils import common
 
 import edgeline
-from edgeline.components.evaluate import environments as envs
+from edgeline.common import environments as envs
 from edgeline.components.evaluate.returns import GreedyEvaluator
 from edgeline.components.rl import agents, export
 from edgeline.components.rl.options import RlOptions
