@@ -86,9 +86,6 @@ def run_plain_tf_agents_cartpole(seed: int, max_env_steps: int, evaluate: bool) 
     from tf_agents.replay_buffers import tf_uniform_replay_buffer
     from tf_agents.utils import common
 
-    from edgeline.components.rl.summaries import install_scalar_summaries
-
-    install_scalar_summaries()  # DqnAgent logs its loss with tf.summary.scalar
     _, options = _cartpole_options()
     hp = options.dqn
     tf.random.set_seed(seed)

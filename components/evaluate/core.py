@@ -15,8 +15,8 @@
 The same code runs for every form, so a compressed or exported model is judged exactly as the
 original was.
 
-A Policy artifact (rl output) is scored by :func:`run_policy` instead: the mean and spread of
-its greedy return over seeded episodes (:mod:`.returns`).
+A Policy artifact (rl output) is scored by :func:`.returns.evaluate_policy` instead: the mean
+and spread of its greedy return over seeded episodes.
 """
 
 from __future__ import annotations
@@ -347,19 +347,3 @@ def is_policy_dir(path: str | os.PathLike) -> bool:
         return json.loads((path / "artifact.json").read_text(encoding="utf-8"))["type"] == "Policy"
     except (OSError, KeyError, TypeError, ValueError):
         return False
-
-
-def run_policy(
-    *,
-    options: EvaluateOptions,
-    policy_dir: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    seed: int,
-    log: Callable[[str], None] | None = None,
-) -> EvaluationResult:
-    """Score the Policy artifact at ``policy_dir``: ``options.episodes`` greedy episodes seeded
-    ``options.episode_seed`` (or ``seed``), +1, ...; see :func:`.returns.evaluate_policy`."""
-    from edgeline.components.evaluate import returns
-
-    return returns.evaluate_policy(options=options, policy_dir=policy_dir,
-                                   output_dir=output_dir, seed=seed, log=log)

@@ -473,9 +473,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
     """Per-epoch scalars in TensorBoard's event format, laid out as Keras' TensorBoard
     callback does (``train/`` and ``validation/`` runs, ``epoch_<metric>`` tags).
 
-    Written with core TensorFlow ops (``tf.summary.write`` and the scalars plugin's
-    metadata), because the ``tensorboard`` package, which ``tf.summary.scalar`` and Keras'
-    callback need, is not a dependency; TensorBoard reads these files all the same.
+    Kept beside Keras' own ``TensorBoard`` callback because it logs the learning rate every
+    epoch (Keras' logs it only for a schedule, and the fine-tuning phases change a constant
+    one) and writes the epoch scalars alone (no graph, no profile, no per-step runs).
     """
 
     def __init__(self, log_dir: Path):
