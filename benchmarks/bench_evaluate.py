@@ -116,7 +116,7 @@ def _measure(contender: str, ground_truth_path: str, detections_path: str) -> di
     import edgeline  # noqa: F401
 
     if contender == "ours":
-        from edgeline.components.evaluate.coco import evaluate_files
+        from edgeline.common.coco import evaluate_files
 
         def evaluate():
             return list(evaluate_files(ground_truth_path, detections_path, "bbox").summary

@@ -86,9 +86,6 @@ def run_plain_tf_agents_cartpole(seed: int, max_env_steps: int, evaluate: bool) 
     from tf_agents.replay_buffers import tf_uniform_replay_buffer
     from tf_agents.utils import common
 
-    from edgeline.components.rl.summaries import install_scalar_summaries
-
-    install_scalar_summaries()  # DqnAgent logs its loss with tf.summary.scalar
     _, options = _cartpole_options()
     hp = options.dqn
     tf.random.set_seed(seed)
@@ -219,7 +216,7 @@ def _training_steps_per_second(result: dict) -> float:
 def run_pong(workdir: Path, env_steps: int = 3_000) -> tuple[dict, float]:
     import numpy as np
 
-    from edgeline.components.evaluate.environments import AtariEnvironment
+    from edgeline.common.environments import AtariEnvironment
     from edgeline.components.rl import core
     from edgeline.components.rl.options import DqnOptions, EnvironmentOptions, RlOptions
 

@@ -47,7 +47,7 @@ def run_one(algorithm: str, seed: int) -> dict:
     step, each through its stage's core."""
     import shutil
 
-    from edgeline.components.evaluate import core as evaluate_core
+    from edgeline.components.evaluate import returns as evaluate_returns
     from edgeline.components.evaluate.options import EvaluateOptions
     from edgeline.components.rl import core
     from edgeline.components.rl.options import RlOptions
@@ -71,7 +71,7 @@ def run_one(algorithm: str, seed: int) -> dict:
         deterministic=config.deterministic,
         log=lambda message: print(f"[{algorithm} seed {seed}] {message}", flush=True),
     )
-    scored = evaluate_core.run_policy(
+    scored = evaluate_returns.evaluate_policy(
         options=config.step(evaluate_step).options,
         policy_dir=workdir / "policy",
         output_dir=workdir / "evaluate",

@@ -62,6 +62,19 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def content_digest(payload: Any, length: int = 64) -> str:
+    """The first ``length`` hex digits of the sha256 of ``payload``'s canonical JSON.
+
+    The one way edgeline names something by what decides it: a step's fingerprint (all 64
+    digits), and the cache directories where a stage keeps state across attempts (the train
+    stage's work directory, the rl stage's checkpoints), which are shorter for readable paths.
+    Equal payloads give equal digests whatever their key order.
+    """
+    if not 1 <= length <= 64:
+        raise ValueError(f"Received: length={length}; a sha256 has 1 to 64 hex digits")
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:length]
+
+
 def fingerprint(
     stage: str,
     options: Mapping[str, Any],
@@ -76,7 +89,7 @@ def fingerprint(
         "extra": extra or {},
         "version": edgeline.__version__,
     }
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    return content_digest(payload)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -215,7 +215,6 @@ class FrontierOptions:
     evaluation_images: int | None = None  # None: the whole validation split
     calibration_images: int = 100  # representative set for post-training int8
     latency_runs: int = 50
-    latency_threads: int = 1
 
     def __post_init__(self):
         _check(self.accuracy_budget >= 0, "accuracy_budget", self.accuracy_budget,
@@ -225,8 +224,6 @@ class FrontierOptions:
         _check(self.calibration_images >= 1, "calibration_images", self.calibration_images,
                "must be >= 1")
         _check(self.latency_runs >= 1, "latency_runs", self.latency_runs, "must be >= 1")
-        _check(self.latency_threads >= 1, "latency_threads", self.latency_threads,
-               "must be >= 1")
 
 
 def check_order(name: str, steps: tuple[CompressStep, ...]) -> None:

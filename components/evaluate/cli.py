@@ -67,7 +67,7 @@ def _register_coco_eval(subparsers) -> None:
 
 
 def _cmd_coco_eval(args: argparse.Namespace) -> int:
-    from edgeline.components.evaluate.coco import evaluate_files
+    from edgeline.common.coco import evaluate_files
 
     metrics = evaluate_files(args.ground_truth, args.detections, iou_type=args.iou_type)
     if args.json:
@@ -228,9 +228,9 @@ def _evaluate_policy(args: argparse.Namespace, options, output_dir):
     import dataclasses
     from pathlib import Path
 
-    from edgeline.components.evaluate import core
     from edgeline.components.evaluate.returns import (
         environment_options_of,
+        evaluate_policy,
         read_policy_description,
     )
     from edgeline.pipeline.errors import UserError
@@ -246,5 +246,5 @@ def _evaluate_policy(args: argparse.Namespace, options, output_dir):
         except ValueError as err:
             raise UserError(str(err)) from None
     options = dataclasses.replace(options, environment=environment)
-    return core.run_policy(options=options, policy_dir=args.model, output_dir=output_dir,
+    return evaluate_policy(options=options, policy_dir=args.model, output_dir=output_dir,
                            seed=args.seed)

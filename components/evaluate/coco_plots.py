@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeline.components.evaluate.coco import CocoMetrics
+from edgeline.common.coco import CocoMetrics
 
 # (label, IoU threshold or None for the .50:.95 mean, line style)
 _CURVES = (("IoU=.50", 0.5, "-"), ("IoU=.75", 0.75, "--"), ("IoU=.50:.95", None, ":"))

@@ -7,14 +7,16 @@
    input size and apply ``(pixels / 255 - mean) / std`` (unless the model does it inside).
 3. Run the model batch by batch (:mod:`.predictors`), timing inference for images/second.
 4. Score: top-1/top-5/per-class accuracy and the confusion matrix (:mod:`.classification`), or
-   the COCO metrics against the ``<split>_annotations.json`` ingest stored (:mod:`.detection`,
-   :mod:`.coco`). Write ``metrics.json`` and the PNGs into the output directory.
+   the COCO metrics against the ``<split>_annotations.json`` ingest stored (the shared
+   :mod:`edgeline.common.coco_detections` and :mod:`edgeline.common.coco`, which the train
+   stage's box mAP and the export gate use too). Write ``metrics.json`` and the PNGs into the
+   output directory.
 
 The same code runs for every form, so a compressed or exported model is judged exactly as the
 original was.
 
-A Policy artifact (rl output) is scored by :func:`run_policy` instead: the mean and spread of
-its greedy return over seeded episodes (:mod:`.returns`).
+A Policy artifact (rl output) is scored by :func:`.returns.evaluate_policy` instead: the mean
+and spread of its greedy return over seeded episodes.
 """
 
 from __future__ import annotations
@@ -242,9 +244,13 @@ def _score_classification(spec: ModelSpec, outputs, meta, output_dir: Path,
 
 def _score_detection(spec: ModelSpec, outputs, meta, output_dir: Path, examples_dir: Path,
                      options: EvaluateOptions) -> tuple[dict, dict]:
-    from edgeline.components.evaluate import detection
-    from edgeline.components.evaluate.coco import evaluate_detections
-    from edgeline.components.evaluate.coco_inputs import load_ground_truth
+    from edgeline.common.coco import evaluate_detections
+    from edgeline.common.coco_detections import (
+        decoded_detections,
+        image_id_of,
+        to_coco_detections,
+    )
+    from edgeline.common.coco_inputs import load_ground_truth
 
     ground_truth_path = examples_dir / f"{options.split}_annotations.json"
     if not ground_truth_path.is_file():
@@ -254,12 +260,12 @@ def _score_detection(spec: ModelSpec, outputs, meta, output_dir: Path, examples_
         )
     ground_truth = load_ground_truth(ground_truth_path)
     decoding = dict(spec.preprocessing.decoding or {})
-    decoded = detection.decoded_detections(
+    decoded = decoded_detections(
         outputs, input_size=spec.preprocessing.input_size,
         decode_settings=options.detection.decode_settings(), strides=decoding.get("strides"),
     )
-    image_ids = [detection.image_id_of(s) for s in meta["source_id"]]
-    results = detection.to_coco_detections(
+    image_ids = [image_id_of(s) for s in meta["source_id"]]
+    results = to_coco_detections(
         decoded, image_ids=image_ids, heights=meta["height"], widths=meta["width"],
         category_ids=spec.preprocessing.category_ids,
     )
@@ -342,19 +348,3 @@ def is_policy_dir(path: str | os.PathLike) -> bool:
         return json.loads((path / "artifact.json").read_text(encoding="utf-8"))["type"] == "Policy"
     except (OSError, KeyError, TypeError, ValueError):
         return False
-
-
-def run_policy(
-    *,
-    options: EvaluateOptions,
-    policy_dir: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    seed: int,
-    log: Callable[[str], None] | None = None,
-) -> EvaluationResult:
-    """Score the Policy artifact at ``policy_dir``: ``options.episodes`` greedy episodes seeded
-    ``options.episode_seed`` (or ``seed``), +1, ...; see :func:`.returns.evaluate_policy`."""
-    from edgeline.components.evaluate import returns
-
-    return returns.evaluate_policy(options=options, policy_dir=policy_dir,
-                                   output_dir=output_dir, seed=seed, log=log)

@@ -21,57 +21,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from edgeline.common.environment_options import EnvironmentOptions
+
 
 def _check(condition: bool, name: str, value: Any, rule: str) -> None:
     if not condition:
         raise ValueError(f"Received: {name}={value!r}; {name} {rule}")
-
-
-def _at_least(name: str, value, minimum) -> None:
-    if value is not None and value < minimum:
-        raise ValueError(f"Received: {name}={value!r}; {name} must be >= {minimum}")
-
-
-def _in_unit_interval(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"Received: {name}={value!r}; {name} must be in [0, 1]")
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvironmentOptions:
-    """The environment: a Gym id (``suite: gym``) or an Atari game (``suite: atari``).
-
-    Shared by the rl stage (training and its in-run evaluations) and the evaluate stage (the
-    returns of a Policy artifact), so that both build exactly the same environment; see
-    :mod:`edgeline.components.evaluate.environments`.
-    """
-
-    suite: Literal["gym", "atari"] = "gym"
-    # A Gym id such as "CartPole-v1", or an ALE game id such as "pong" or "breakout"
-    # (`ale_py.roms.get_all_rom_ids()` lists the ROMs that ship in the ale-py wheel).
-    name: str = "CartPole-v1"
-    # Gym: overrides the registered time limit; None keeps it (500 for CartPole-v1).
-    max_episode_steps: int | None = None
-    # Atari preprocessing (Mnih et al., 2015, "Methods"; Machado et al., 2018 for the names).
-    frame_skip: int = 4  # each agent step repeats the action for this many emulator frames
-    frame_stack: int = 4  # the observation is the last `frame_stack` processed frames
-    screen_size: int = 84  # frames are grayscale, resized to screen_size x screen_size
-    noop_max: int = 30  # a reset plays a random 1..noop_max no-op frames
-    terminal_on_life_loss: bool = True  # training only: a lost life ends the episode
-    clip_rewards: bool = True  # training only: rewards become their sign, -1, 0 or +1
-    repeat_action_probability: float = 0.0  # sticky actions (Machado et al.); 0 as in DQN
-    max_episode_frames: int = 108_000  # 30 minutes of play at 60 Hz, then truncation
-
-    def __post_init__(self):
-        if not self.name:
-            raise ValueError("Received: name=''; name must name a Gym id or an Atari game")
-        _at_least("max_episode_steps", self.max_episode_steps, 1)
-        _at_least("frame_skip", self.frame_skip, 1)
-        _at_least("frame_stack", self.frame_stack, 1)
-        _at_least("screen_size", self.screen_size, 16)
-        _at_least("noop_max", self.noop_max, 0)
-        _at_least("max_episode_frames", self.max_episode_frames, 1)
-        _in_unit_interval("repeat_action_probability", self.repeat_action_probability)
 
 
 @dataclasses.dataclass(frozen=True)

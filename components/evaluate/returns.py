@@ -31,9 +31,10 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.utils import common
 
+from edgeline.common import environments
 from edgeline.common.artifact_types.metrics import HISTOGRAM_FILE
 from edgeline.common.artifact_types.policy import TFLITE_FILE  # noqa: F401  (callers name it here)
-from edgeline.components.evaluate import environments
+from edgeline.common.environment_options import EnvironmentOptions
 from edgeline.components.evaluate.core import (
     METRICS_FILE,
     POLICY_DESCRIPTION_FILE,
@@ -41,7 +42,7 @@ from edgeline.components.evaluate.core import (
     EvaluationResult,
     is_policy_dir,
 )
-from edgeline.components.evaluate.options import EnvironmentOptions, EvaluateOptions
+from edgeline.components.evaluate.options import EvaluateOptions
 from edgeline.pipeline.errors import UserError
 
 # An action function: a batch of time steps (B, ...) -> the greedy actions (B,) int64.

@@ -14,17 +14,22 @@ MODEL_TYPES = ("Model", "TFLiteModel")
 POLICY_TYPE = "Policy"  # the rl stage's output: scored by its return over seeded episodes
 
 
-def _run_policy(context: StageContext, policies: list) -> StageResult:
-    from edgeline.components.evaluate import core
-
-    if len(policies) != 1:
+def _only_one(context: StageContext, artifacts: list, kind: str):
+    """The single input artifact of ``kind``; a step given none or several is a config error."""
+    if len(artifacts) != 1:
         raise ConfigError(
-            f"{context.step}.inputs: expected exactly one Policy artifact, received "
-            f"{len(policies)} ({', '.join(context.inputs)})"
+            f"{context.step}.inputs: expected exactly one {kind} artifact, received "
+            f"{len(artifacts)} ({', '.join(context.inputs) or 'no inputs'})"
         )
-    result = core.run_policy(
+    return artifacts[0]
+
+
+def _run_policy(context: StageContext, policies: list) -> StageResult:
+    from edgeline.components.evaluate.returns import evaluate_policy
+
+    result = evaluate_policy(
         options=context.options,
-        policy_dir=policies[0].path,
+        policy_dir=_only_one(context, policies, "Policy").path,
         output_dir=context.output_dir,
         seed=context.seed,
     )
@@ -39,19 +44,15 @@ def _run(context: StageContext) -> StageResult:
     if policies:
         return _run_policy(context, policies)
     examples = context.input_of_type("Examples")
-    models = [a for a in context.inputs.values() if a.type in MODEL_TYPES]
-    if len(models) != 1:
-        raise ConfigError(
-            f"{context.step}.inputs: expected exactly one Model or TFLiteModel artifact, "
-            f"received {len(models)} ({', '.join(context.inputs) or 'no inputs'})"
-        )
+    model = _only_one(context, [a for a in context.inputs.values() if a.type in MODEL_TYPES],
+                      "Model or TFLiteModel")
     result = core.run(
         options=context.options,
         examples_dir=examples.path,
-        model_path=models[0].path,
+        model_path=model.path,
         output_dir=context.output_dir,
     )
-    properties = {**result.properties, "model_type": models[0].type}
+    properties = {**result.properties, "model_type": model.type}
     return StageResult(properties=properties, metrics=result.metrics)
 
 

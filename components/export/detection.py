@@ -162,10 +162,10 @@ def output_order(model_content: bytes) -> list[str]:
 
 def to_coco(detections: dict[str, np.ndarray], images: ImageSet,
             category_ids: tuple[int, ...]) -> list[dict]:
-    """COCO result rows through the evaluate stage's conversion: the whole image was resized,
-    so a normalized box times the original width and height is the pixel box; class index
-    ``c`` is ``category_ids[c]``."""
-    from edgeline.components.evaluate.detection import image_id_of, to_coco_detections
+    """COCO result rows through the shared conversion, the evaluate stage's: the whole image was
+    resized, so a normalized box times the original width and height is the pixel box; class
+    index ``c`` is ``category_ids[c]``."""
+    from edgeline.common.coco_detections import image_id_of, to_coco_detections
 
     decoded = {
         "boxes": np.asarray(detections[BOXES], np.float32),
@@ -182,7 +182,7 @@ def to_coco(detections: dict[str, np.ndarray], images: ImageSet,
 
 def box_map(ground_truth: dict, detections: list[dict]) -> float:
     """COCO box AP@[.5:.95], the evaluate stage's metric (pycocotools' numbers)."""
-    from edgeline.components.evaluate.coco import evaluate_detections
+    from edgeline.common.coco import evaluate_detections
 
     return float(evaluate_detections(ground_truth, detections, iou_type="bbox").summary["AP"])
 
@@ -272,7 +272,7 @@ def export_detector(source, *, model_dir, options, heldout: ImageSet | None,
     }
     if heldout is None:
         return model_content, {"checked": False, "passed": True}, extra
-    from edgeline.components.evaluate.detection import image_id_of
+    from edgeline.common.coco_detections import image_id_of
 
     ground_truth = held_out_ground_truth(
         annotations_path(examples_dir, options.parity_split),

@@ -19,7 +19,6 @@ from tf_agents.networks import actor_distribution_network, value_network
 from tf_agents.utils import common
 
 from edgeline.components.rl.options import DqnOptions, ReinforceOptions
-from edgeline.components.rl.summaries import install_scalar_summaries
 from edgeline.pipeline.errors import ConfigError
 
 
@@ -86,7 +85,6 @@ def build_dqn_agent(
     env_steps: tf.Variable,
     train_step_counter: tf.Variable,
 ) -> dqn_agent.DqnAgent:
-    install_scalar_summaries()
     q_network = build_q_network(options.q_network, time_step_spec, action_spec)
     agent_class = dqn_agent.DdqnAgent if options.double_dqn else dqn_agent.DqnAgent
     loss_fn = (
@@ -126,7 +124,6 @@ def build_reinforce_agent(
     seed: int,
     train_step_counter: tf.Variable,
 ) -> reinforce_agent.ReinforceAgent:
-    install_scalar_summaries()
     actor_network = actor_distribution_network.ActorDistributionNetwork(
         time_step_spec.observation,
         action_spec,

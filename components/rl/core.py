@@ -4,8 +4,8 @@
 
 1. seed Python, NumPy and TensorFlow (and, in deterministic mode, enable op determinism);
 2. build the training environment (a ``TFPyEnvironment``), ``eval_episodes`` evaluation
-   environments (both from the evaluate stage's :mod:`~edgeline.components.evaluate.environments`,
-   so that a Policy artifact is later scored in the very same environment), the agent and its
+   environments (both from the shared :mod:`~edgeline.common.environments`, so that the
+   evaluate stage later scores a Policy artifact in the very same environment), the agent and its
    replay buffer;
 3. restore the last checkpoint in ``checkpoint_dir`` if there is one (agent, optimizer,
    replay buffer, counters, best network, learning curve), so a killed run resumes;
@@ -24,7 +24,6 @@ The learning curve (every evaluation, every training log line, every resume) is 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import random
@@ -44,12 +43,13 @@ from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.utils import common
 
 import edgeline
+from edgeline.common import environments as envs
 from edgeline.common.artifact_types.policy import DESCRIPTION_FILE as POLICY_FILE
 from edgeline.common.artifact_types.policy import HISTORY_FILE, TENSORBOARD_DIR
-from edgeline.components.evaluate import environments as envs
 from edgeline.components.evaluate.returns import GreedyEvaluator
 from edgeline.components.rl import agents, export
 from edgeline.components.rl.options import RlOptions
+from edgeline.pipeline.artifacts import content_digest
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import ConfigError
 
@@ -288,7 +288,7 @@ def checkpoint_key(options: RlOptions, seed: int, deterministic: bool) -> str:
         "deterministic": deterministic,
         "version": edgeline.__version__,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return content_digest(payload, length=16)
 
 
 def _load_history(checkpoint_dir: Path, iteration: int) -> dict:

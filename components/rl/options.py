@@ -14,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-# The environment options belong to the evaluate stage, which builds the same environments to
-# score a Policy artifact (rl may use evaluate; evaluate calls no other stage). Re-exported
-# here so that `from edgeline.components.rl.options import EnvironmentOptions` keeps working.
-from edgeline.components.evaluate.options import EnvironmentOptions
+# The environment options are shared with the evaluate stage, which builds the same
+# environment to score a Policy artifact; they are part of RlOptions, hence named here too.
+from edgeline.common.environment_options import EnvironmentOptions
 
 __all__ = ["DqnOptions", "EnvironmentOptions", "ReinforceOptions", "RlOptions"]
 

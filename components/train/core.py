@@ -37,6 +37,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.common.coco import evaluate_detections
+from edgeline.common.coco_detections import image_id_of, to_coco_detections
+from edgeline.common.coco_inputs import load_ground_truth
 from edgeline.components.train import data, distribute, optim
 from edgeline.components.train.options import TrainOptions
 from edgeline.models import io as model_io
@@ -245,40 +248,23 @@ class DetectionTask:
                                                            **settings),
             autograph=False, reduce_retracing=True,
         )
-        category_ids = np.asarray(self.info.category_ids)
         results = []
         for images, meta in dataset:
-            found = {k: v.numpy() for k, v in detect(images).items()}
-            for i in range(images.shape[0]):
-                height, width = float(meta["height"][i]), float(meta["width"][i])
-                source_id = meta["source_id"][i].numpy().decode()
-                image_id = int(source_id) if source_id.isdigit() else source_id
-                for k in range(int(found["num_detections"][i])):
-                    ymin, xmin, ymax, xmax = (float(v) for v in found["boxes"][i, k])
-                    results.append({
-                        "image_id": image_id,
-                        "category_id": int(category_ids[int(found["classes"][i, k])]),
-                        "bbox": [xmin * width, ymin * height, (xmax - xmin) * width,
-                                 (ymax - ymin) * height],
-                        "score": float(found["scores"][i, k]),
-                    })
+            results += to_coco_detections(
+                {k: v.numpy() for k, v in detect(images).items()},
+                image_ids=[image_id_of(s) for s in meta["source_id"].numpy()],
+                heights=meta["height"].numpy(), widths=meta["width"].numpy(),
+                category_ids=self.info.category_ids)
         return results
 
 
 def coco_box_map(annotations: Path, detections: list[dict]) -> dict[str, float]:
-    """COCO box AP@[.5:.95] and AP@.5 (faster_coco_eval, the pipeline's COCO engine) of
-    ``detections`` on the images of ``annotations``; 0 when nothing was detected."""
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    ground_truth = COCO(str(annotations))
+    """COCO box AP@[.5:.95] and AP@.5 of ``detections`` on the images of ``annotations``, scored
+    as the evaluate stage scores them; 0 when nothing was detected."""
     if not detections:
         return {"box_map": 0.0, "box_map_50": 0.0}
-    evaluation = COCOeval_faster(ground_truth, ground_truth.loadRes(detections), iouType="bbox",
-                                 print_function=lambda *args: None)
-    evaluation.evaluate()
-    evaluation.accumulate()
-    evaluation.summarize()
-    return {"box_map": float(evaluation.stats[0]), "box_map_50": float(evaluation.stats[1])}
+    summary = evaluate_detections(load_ground_truth(annotations), detections).summary
+    return {"box_map": summary["AP"], "box_map_50": summary["AP50"]}
 
 
 def _ends_in_softmax(model) -> bool:
@@ -487,9 +473,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
     """Per-epoch scalars in TensorBoard's event format, laid out as Keras' TensorBoard
     callback does (``train/`` and ``validation/`` runs, ``epoch_<metric>`` tags).
 
-    Written with core TensorFlow ops (``tf.summary.write`` and the scalars plugin's
-    metadata), because the ``tensorboard`` package, which ``tf.summary.scalar`` and Keras'
-    callback need, is not a dependency; TensorBoard reads these files all the same.
+    Kept beside Keras' own ``TensorBoard`` callback because it logs the learning rate every
+    epoch (Keras' logs it only for a schedule, and the fine-tuning phases change a constant
+    one) and writes the epoch scalars alone (no graph, no profile, no per-step runs).
     """
 
     def __init__(self, log_dir: Path):

@@ -5,7 +5,6 @@ Nothing heavy is imported here; the core is imported when the stage runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ from typing import Any
 
 import edgeline
 from edgeline.components.train.options import TrainOptions
+from edgeline.pipeline.artifacts import content_digest
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import ConfigError
 from edgeline.pipeline.stage import Stage, StageContext, StageResult
@@ -38,8 +38,7 @@ def run_identity(
         "deterministic": deterministic,
         "version": edgeline.__version__,
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return content_digest(payload, length=24)
 
 
 def work_dir_for(cache_dir: Path, identity: str) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from edgeline.pipeline.artifacts import sweep_stale
 
 
@@ -88,3 +90,18 @@ def test_two_writers_of_one_step_at_the_same_instant_both_end_with_the_one_artif
         assert uris == {str(final)}
         assert (final / "weights.bin").read_bytes() == b"the same step, the same bytes"
         assert [p.name for p in final.parent.iterdir()] == ["f"]  # no staging left behind
+
+
+def test_content_digest_ignores_key_order_and_cuts_to_length():
+    from edgeline.pipeline.artifacts import content_digest, fingerprint
+
+    payload = {"seed": 1, "options": {"b": 2, "a": [1, 2]}}
+    digest = content_digest(payload)
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert digest == content_digest({"options": {"a": [1, 2], "b": 2}, "seed": 1})
+    assert content_digest(payload, length=16) == digest[:16]
+    assert digest != content_digest({**payload, "seed": 2})
+    # The runner's fingerprint is the digest of its payload: one hash for both.
+    assert len(fingerprint("train", {"epochs": 1}, {"images": "f"})) == 64
+    with pytest.raises(ValueError, match="length=0"):
+        content_digest(payload, length=0)

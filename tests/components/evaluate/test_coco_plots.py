@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from edgeline.components.evaluate.coco import evaluate_files
+from edgeline.common.coco import evaluate_files
 from edgeline.components.evaluate.coco_plots import write_precision_recall_plots
 
 

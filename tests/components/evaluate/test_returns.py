@@ -15,9 +15,10 @@ from tf_agents.environments import tf_py_environment
 from tf_agents.networks import q_network
 from tf_agents.policies import greedy_policy, q_policy
 
+from edgeline.common.environment_options import EnvironmentOptions
+from edgeline.common.environments import load_gym
 from edgeline.components.evaluate import returns
-from edgeline.components.evaluate.environments import load_gym
-from edgeline.components.evaluate.options import EnvironmentOptions, EvaluateOptions
+from edgeline.components.evaluate.options import EvaluateOptions
 from edgeline.components.rl import export as rl_export
 from edgeline.pipeline.artifacts import Artifact
 from edgeline.pipeline.errors import UserError

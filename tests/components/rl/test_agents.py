@@ -9,7 +9,7 @@ from tf_agents.agents.dqn import dqn_agent
 from tf_agents.environments import tf_py_environment
 from tf_agents.utils import common
 
-from edgeline.components.evaluate.environments import load_gym
+from edgeline.common.environments import load_gym
 from edgeline.components.rl import agents
 from edgeline.components.rl.options import DqnOptions, ReinforceOptions
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
-from edgeline.components.evaluate import environments as envs
+from edgeline.common import environments as envs
 from edgeline.components.evaluate.returns import GreedyEvaluator
 from edgeline.components.rl import core, export
 from edgeline.components.rl.options import (

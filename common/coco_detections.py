@@ -1,9 +1,13 @@
 """Detector outputs -> COCO detections in pixels, with the COCO image ids of the ground truth.
 
+The conversion half of COCO scoring (:mod:`.coco` is the scoring half): the train stage's box
+mAP, the evaluate stage and the export stage's parity gate all turn detections into COCO
+results here, so a Model's ``box_map`` and a Metrics artifact's ``map`` come from one code path.
+
 A detector's network returns raw ``(N, A, 5 + C)`` predictions (see
-:mod:`edgeline.models.detector`); they are decoded here with the score threshold and the NMS or
-soft-NMS settings of the evaluate options. A model exported with its decoding inside already
-returns ``boxes``, ``scores``, ``classes`` and ``num_detections``, which are used as they are.
+:mod:`edgeline.models.detector`); they are decoded here with the caller's score threshold and
+NMS or soft-NMS settings. A model exported with its decoding inside already returns ``boxes``,
+``scores``, ``classes`` and ``num_detections``, which are used as they are.
 
 Boxes are normalized ``[ymin, xmin, ymax, xmax]`` of the network input, which is the whole
 image resized (the detection evaluation convention: no crop), so the pixel box is the
@@ -97,6 +101,8 @@ def to_coco_detections(
     results = []
     for row, image_id in enumerate(image_ids):
         count = int(decoded["num_detections"][row])
+        # Clipped to the image, as the TF Object Detection API and Detectron2 do: the part of a
+        # box past the edge covers no object pixel and would only lower its IoU.
         boxes = np.clip(decoded["boxes"][row, :count], 0.0, 1.0)  # (k, 4) normalized
         scale = np.array([heights[row], widths[row], heights[row], widths[row]], np.float64)
         ymin, xmin, ymax, xmax = (boxes * scale).T  # (k,) each, in pixels

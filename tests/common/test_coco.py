@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgeline.cli import main
-from edgeline.components.evaluate.coco import (
+from edgeline.common.coco import (
     SUMMARY_NAMES,
     evaluate_detections,
     evaluate_files,

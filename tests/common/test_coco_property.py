@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeline.components.evaluate.coco import evaluate_detections
+from edgeline.common.coco import evaluate_detections
 
 IMAGE_SIZE = 128  # masks are rasterized at this size: small keeps segm fast
 COORDINATES = np.array([0, 4, 8, 16, 24, 40], dtype=np.float64)

@@ -479,31 +479,24 @@ def _check_detection_fields(detection: Any, position: int, iou_type: str) -> Non
 
 
 def _check_detection_values(detections, ground_truth, image_ids, category_ids, scores, boxes):
+    """Whole columns checked at once; the first bad detection of the first failing check is
+    named."""
     known_images = np.asarray(ground_truth.image_ids, dtype=np.int64)
-    bad = ~np.isin(image_ids, known_images)
-    if bad.any():
-        position = _first_bad(bad)
-        raise UserError(
-            f"detection #{position} has image_id={int(image_ids[position])}, which is not in "
-            f"the ground truth's images ({len(known_images)} images, ids "
-            f"{_id_range(known_images)})"
-        )
     known_categories = np.asarray(list(ground_truth.category_names), dtype=np.int64)
-    bad = ~np.isin(category_ids, known_categories)
-    if bad.any():
-        position = _first_bad(bad)
-        raise UserError(
-            f"{_describe(detections[position], position)} has category_id="
-            f"{int(category_ids[position])}, which is not in the ground truth's categories "
-            f"(ids {_id_range(known_categories)})"
-        )
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        position = _first_bad(bad)
-        raise UserError(
-            f"{_describe(detections[position], position)} has score "
-            f"{detections[position]['score']!r}; a score must be a finite number"
-        )
+    checks = (
+        (~np.isin(image_ids, known_images), lambda i: (
+            f"detection #{i} has image_id={int(image_ids[i])}, which is not in the ground "
+            f"truth's images ({len(known_images)} images, ids {_id_range(known_images)})")),
+        (~np.isin(category_ids, known_categories), lambda i: (
+            f"{_describe(detections[i], i)} has category_id={int(category_ids[i])}, which is "
+            f"not in the ground truth's categories (ids {_id_range(known_categories)})")),
+        (~np.isfinite(scores), lambda i: (
+            f"{_describe(detections[i], i)} has score {detections[i]['score']!r}; a score "
+            "must be a finite number")),
+    )
+    for bad, message_about in checks:
+        if bad.any():
+            raise UserError(message_about(_first_bad(bad)))
     bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
     if bad.any():
         position = _first_bad(bad)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeline.components.evaluate.environments import (
+from edgeline.common.environment_options import EnvironmentOptions
+from edgeline.common.environments import (
     AtariEnvironment,
     load_gym,
     make_environment,
     max_episode_steps,
 )
-from edgeline.components.evaluate.options import EnvironmentOptions
 from edgeline.pipeline.errors import ConfigError
 
 NOOP = 0

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from edgeline.cli import main
-from edgeline.components.evaluate.coco import SUMMARY_NAMES, evaluate_detections
-from edgeline.components.evaluate.coco_inputs import load_detections
+from edgeline.common.coco import SUMMARY_NAMES, evaluate_detections
+from edgeline.common.coco_inputs import load_detections
 from edgeline.pipeline.errors import UserError
 
 

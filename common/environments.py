@@ -1,4 +1,5 @@
-"""Environments of the rl and evaluate stages: classic control through tf-agents' ``suite_gym``, Atari through the ALE.
+"""The environments of the rl and evaluate stages: classic control through tf-agents'
+``suite_gym``, Atari through the ALE.
 
 The Atari environment is a tf-agents ``PyEnvironment`` over ``ale_py.ALEInterface`` (the ROMs
 ship in the ale-py wheel) with the preprocessing of Mnih et al. (2015, "Methods: preprocessing"),
@@ -15,8 +16,8 @@ wrappers:
 5. for training only: rewards are clipped to their sign, and losing a life ends the episode
    (the game goes on from there at the next reset; a real game over resets the game).
 
-They live in the evaluate stage because it must build exactly the environment a Policy was
-trained in to score it, and evaluate calls no other stage; the rl stage imports them from here.
+Both stages build them from here, from one :class:`EnvironmentOptions`, so that a Policy
+artifact is scored in exactly the environment it was trained in.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tf_agents.environments import py_environment, suite_gym
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
-from edgeline.components.evaluate.options import EnvironmentOptions
+from edgeline.common.environment_options import EnvironmentOptions
 from edgeline.pipeline.errors import ConfigError
 
 NOOP_ACTION = 0  # ale_py.Action.NOOP

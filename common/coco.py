@@ -8,6 +8,11 @@ image. The matching and the interpolation are faster-coco-eval's C++ engine
 (``COCOevalEvaluateAccumulate``, a port of pycocotools' ``evaluateImg`` + ``accumulate``) and
 its summary is faster-coco-eval's ``summarize``; nothing here re-implements them.
 
+This is the one place edgeline scores COCO detections: the evaluate stage, ``edgeline
+coco-eval``, the train stage's box mAP and the export stage's parity gate all call
+:func:`evaluate_detections` (or :func:`evaluate_files`), so the engine behind it can change in
+one place. Detector outputs become COCO results in :mod:`.coco_detections`.
+
 What this module adds is everything around the engine: reading and checking the inputs
 (:mod:`.coco_inputs`), grouping them per (image, category) in one vectorized pass instead of
 pycocotools' ``COCO`` index and ``loadRes``, computing only the IoU matrices that can match, and
@@ -27,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeline.components.evaluate.coco_inputs import (
+from edgeline.common.coco_inputs import (
     MAX_DETECTIONS,
     Cells,
     GroundTruthIndex,
