@@ -218,6 +218,14 @@ def publish(
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
+    return _rename_into_place(tmp_dir, final_dir, artifact, replace)
+
+
+def _rename_into_place(tmp_dir: Path, final_dir: Path, artifact: Artifact,
+                       replace: bool) -> Artifact:
+    """The last step of :func:`publish` and :func:`place_at_output`: ``tmp_dir`` (holding
+    ``artifact``'s files and artifact.json) renamed to ``final_dir``."""
+    fingerprint = artifact.fingerprint
     if replace and final_dir.exists():
         # An earlier artifact being replaced: a corrupted copy the runner rebuilds, or a CLI
         # output given with --overwrite (check_output_dir has made sure it is edgeline's).
@@ -243,6 +251,34 @@ def publish(
         shutil.rmtree(tmp_dir, ignore_errors=True)
         return twin
     return artifact
+
+
+def place_at_output(artifact: Artifact, output: Path, *, replace: bool,
+                    flag: str = "--output") -> Artifact:
+    """A published ``artifact`` (in a runs directory) placed at a standalone command's
+    ``output``, atomically as :func:`publish` does: its files hard-linked into a staging folder
+    beside ``output`` (copied where ``output`` is on another file system), then renamed.
+
+    Links cost no space and no time, even for an ImageNet's shards; a file edited in place
+    under ``output`` would also change the runs directory's copy, which the runner then finds
+    damaged by its checksum and rebuilds. ``output`` already holding this very artifact, whole
+    (a rerun with --overwrite), is left as it is.
+    """
+    if _published_twin(output, artifact.fingerprint) is not None:
+        return Artifact.load(output)
+    source = artifact.path
+    with writing_output(output, flag) as staging:
+        for rel in [*artifact.files, ARTIFACT_FILE]:
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source / rel, target)
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copy2(source / rel, target)
+        placed = dataclasses.replace(artifact, uri=str(output))
+        return _rename_into_place(staging, output, placed, replace and output.exists())
 
 
 def _published_twin(directory: Path, fingerprint: str) -> Artifact | None:

@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -25,7 +25,7 @@ from edgeline.pipeline.artifacts import (
     publish,
     staging_dir,
 )
-from edgeline.pipeline.config import PipelineConfig
+from edgeline.pipeline.config import PipelineConfig, StepConfig
 from edgeline.pipeline.errors import (
     ConfigError,
     StageFailed,
@@ -33,7 +33,7 @@ from edgeline.pipeline.errors import (
     UserError,
     storage_problem,
 )
-from edgeline.pipeline.stage import StageContext, StageRegistry
+from edgeline.pipeline.stage import Stage, StageContext, StageRegistry
 from edgeline.pipeline.store import RunStore
 
 
@@ -83,6 +83,16 @@ def select_steps(
     return selected
 
 
+def step_fingerprint(config: PipelineConfig, step: StepConfig, stage: Stage,
+                     input_fps: Mapping[str, str]) -> str:
+    """What a step's artifact is published under: its stage, resolved options, inputs'
+    fingerprints, the run's seed and determinism, and the data outside the pipeline it reads."""
+    extra = {"seed": config.seed, "deterministic": config.deterministic}
+    if stage.external_fingerprint is not None:
+        extra["external"] = stage.external_fingerprint(step.options)
+    return fingerprint(stage.name, step.raw, input_fps, extra)
+
+
 def run_pipeline(
     config: PipelineConfig,
     registry: StageRegistry,
@@ -92,18 +102,21 @@ def run_pipeline(
     force: bool = False,
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    given: Mapping[str, Artifact] | None = None,
 ) -> RunOutcome:
     """Run the selected steps of ``config``.
 
     Steps outside the selection are not executed, but a selected step still needs its
     inputs: those must already be published (a cache hit), or the run says which to run.
+    ``given`` names artifacts made outside this config (a standalone command's --examples),
+    which its steps may list as inputs.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     selected = select_steps(config, only, start)
     store = RunStore(runs_dir or config.runs_dir)
     run_id = store.start_run(config.name, config.source_path, config.resolved())
     outcomes: list[StepOutcome] = []
-    published: dict[str, Artifact] = {}
+    published: dict[str, Artifact] = dict(given or {})
     total = len(config.steps)
     try:
         for index, step in enumerate(config.steps, start=1):
@@ -119,10 +132,7 @@ def run_pipeline(
                     )
                 inputs[name] = published[name]
             input_fps = {name: a.fingerprint for name, a in inputs.items()}
-            extra = {"seed": config.seed, "deterministic": config.deterministic}
-            if stage.external_fingerprint is not None:
-                extra["external"] = stage.external_fingerprint(step.options)
-            fp = fingerprint(stage.name, step.raw, input_fps, extra)
+            fp = step_fingerprint(config, step, stage, input_fps)
             prefix = f"[{index}/{total}] {step.name} ({stage.name})"
             existing, problem = store.find(stage.name, fp)
             if step.name not in selected and existing is None:
