@@ -95,8 +95,13 @@ def _argument_type(annotation: Any) -> tuple[Any, tuple | None]:
 
 
 def _default_text(default: Any) -> str:
+    """A default as a config file spells it (true, [100], unset for None)."""
+    import json
+
     if default is None:
         return "unset"
+    if isinstance(default, bool | tuple | list):
+        return json.dumps(list(default) if isinstance(default, tuple) else default)
     return str(default)
 
 

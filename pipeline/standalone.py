@@ -27,7 +27,7 @@ from typing import Any
 from edgeline.pipeline import artifacts
 from edgeline.pipeline.artifacts import ARTIFACT_FILE, Artifact
 from edgeline.pipeline.config import PipelineConfig, StepConfig, to_plain
-from edgeline.pipeline.errors import StorageError, UserError, storage_problem
+from edgeline.pipeline.errors import ConfigError, StorageError, UserError, storage_problem
 from edgeline.pipeline.stage import Stage, StageRegistry
 
 # Where a standalone command publishes when not told (--runs-dir): a hidden runs directory
@@ -47,15 +47,88 @@ class StandaloneOutcome:
         return f"details: edgeline runs show {self.run_id} --runs-dir {self.runs_dir}"
 
 
-def add_publishing_flags(parser) -> None:
-    """``--runs-dir`` and ``--force``: where a single-stage command publishes, and rebuilding a
-    cached result, with the words ``edgeline run`` uses."""
+def add_publishing_flags(parser, writes: str) -> None:
+    """``--output`` (where ``writes`` go), ``--overwrite``, ``--runs-dir`` and ``--force``:
+    where a single-stage command's result lands, and how it is published."""
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help=f"where {writes} go: a new or empty folder, or an earlier edgeline "
+                        "output with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it holds an earlier edgeline output (swapped only "
+                        "once the new result is complete)")
     parser.add_argument("--runs-dir", metavar="DIR",
                         help="the runs directory the result is published in, with its lineage "
                         f"(default: {DEFAULT_RUNS_DIR_NAME}/ beside --output); a rerun with the "
                         "same options and inputs is a cache hit that does no work")
     parser.add_argument("--force", action="store_true",
                         help="rebuild even when the runs directory holds the result already")
+
+
+def add_config_flags(parser, stage: str, example: str) -> None:
+    """CONFIG and what picks and changes its options: ``--step``, ``--set``, ``--seed``,
+    ``--deterministic`` (for a command whose options come from a file, as train's do)."""
+    parser.add_argument("config", help=f"a pipeline file with a {stage} step, or a YAML file "
+                        f"of {stage} options")
+    parser.add_argument("--step", metavar="NAME",
+                        help=f"the {stage} step to use when CONFIG is a pipeline with several")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override an option, e.g. --set {example} (repeatable)")
+    parser.add_argument("--seed", type=int, help="the seed (default: the pipeline's, or 0)")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="deterministic ops: the same seed gives the same result")
+
+
+def config_options(args, stages: tuple[str, ...]) -> tuple[dict, str, str | None, int, bool]:
+    """The options mapping that ``args.config`` (see :func:`add_config_flags`) gives a step
+    of one of ``stages``: (options, where, the step's stage or None, seed, deterministic).
+
+    CONFIG is a pipeline file (its one step of those stages, or ``--step``'s) or a mapping of
+    options alone; ``--set`` is applied by the caller (:func:`set_options`), after any change
+    of its own, so that the command line has the last word.
+    """
+    from edgeline.pipeline.config import load_yaml
+
+    data = load_yaml(args.config)
+    if not isinstance(data.get("steps"), dict):  # options alone (a recipe's steps are a list)
+        return dict(data), stages[0], None, _seed(args, 0), bool(args.deterministic)
+    found = {name: body for name, body in data["steps"].items()
+             if isinstance(body, dict) and body.get("stage") in stages}
+    if args.step:
+        if args.step not in found:
+            raise ConfigError(f"--step {args.step}: no {stages[0]} step of that name in "
+                              f"{args.config}; {stages[0]} steps: "
+                              f"{', '.join(found) or '(none)'}")
+        name = args.step
+    elif len(found) == 1:
+        name = next(iter(found))
+    else:
+        raise ConfigError(f"{args.config}: {len(found)} {stages[0]} steps "
+                          f"({', '.join(found) or 'none'}); pick one with --step")
+    body = {k: v for k, v in found[name].items() if k not in ("stage", "inputs")}
+    return (body, name, found[name]["stage"], _seed(args, data.get("seed", 0)),
+            bool(args.deterministic or data.get("deterministic", False)))
+
+
+def set_options(body: dict, overrides: list[str]) -> dict:
+    """``--set KEY=VALUE`` applied to an options mapping (dotted keys reach nested options)."""
+    from edgeline.pipeline.config import parse_override
+
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = body
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text}: '{key}' is not a mapping")
+        node[keys[-1]] = value
+    return body
+
+
+def _seed(args, default: Any) -> int:
+    seed = args.seed if args.seed is not None else default
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: expected an integer, received {seed!r}")
+    return seed
 
 
 def default_runs_dir(output: Path) -> Path:

@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from edgeline.components.compress.options import CompressOptions, CompressStep
+from edgeline.pipeline import standalone
 from edgeline.pipeline.flags import options_reference
-from edgeline.pipeline.standalone import add_publishing_flags
 
 EPILOG = """\
 examples:
@@ -52,82 +52,28 @@ def register(subparsers) -> None:
                 + options_reference(CompressOptions, exclude=("steps",))),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="a pipeline file with a compress step, or a YAML file "
-                        "of compress options")
+    standalone.add_config_flags(parser, "compress", "fine_tune.epochs=1")
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="the Model artifact to compress (the teacher, for distill)")
     parser.add_argument("--examples", required=True, metavar="DIR",
                         help="the Examples the model was trained on (fine-tuning, evaluation)")
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the result goes (a Model, or a Frontier directory): a new "
-                        "or empty folder, or an earlier edgeline output with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier edgeline output (swapped only "
-                        "once the new result is complete)")
-    parser.add_argument("--step", metavar="NAME",
-                        help="the compress step to use when CONFIG is a pipeline with several")
     parser.add_argument("--frontier", action="store_true",
                         help="run the options in frontier mode (same as mode: frontier)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an option, e.g. --set fine_tune.epochs=1 (repeatable)")
-    parser.add_argument("--seed", type=int, help="the seed (default: the pipeline's, or 0)")
-    parser.add_argument("--deterministic", action="store_true", default=None,
-                        help="deterministic ops: the same seed gives the same model")
-    add_publishing_flags(parser)
+    standalone.add_publishing_flags(parser, "the result (a Model, or a Frontier directory)")
     parser.set_defaults(func=_cmd_compress)
-
-
-def _step_body(data: dict, args) -> tuple[dict, str]:
-    """The options mapping of the chosen compress step of a pipeline file."""
-    from edgeline.pipeline.errors import ConfigError
-
-    steps = data.get("steps") or {}
-    found = {name: body for name, body in steps.items() if isinstance(body, dict)
-             and body.get("stage") in ("compress", "compress_frontier")}
-    if args.step:
-        if args.step not in found:
-            raise ConfigError(f"--step {args.step}: no compress step of that name in "
-                              f"{args.config}; compress steps: {', '.join(found) or '(none)'}")
-        name = args.step
-    elif len(found) == 1:
-        name = next(iter(found))
-    else:
-        raise ConfigError(f"{args.config}: {len(found)} compress steps "
-                          f"({', '.join(found) or 'none'}); pick one with --step")
-    body = {k: v for k, v in found[name].items() if k not in ("stage", "inputs")}
-    if found[name]["stage"] == "compress_frontier":
-        body["mode"] = "frontier"
-    return body, name
 
 
 def load_options(args):
     """(options, seed, deterministic) from CONFIG, --frontier and the overrides."""
-    from edgeline.components.compress.options import CompressOptions
-    from edgeline.pipeline.config import load_yaml, parse_dataclass, parse_override
-    from edgeline.pipeline.errors import ConfigError
+    from edgeline.pipeline.config import parse_dataclass
 
-    data = load_yaml(args.config)
-    seed, deterministic, where = 0, False, "compress"
-    if isinstance(data.get("steps"), dict):  # a pipeline file (a recipe's steps are a list)
-        body, where = _step_body(data, args)
-        seed, deterministic = data.get("seed", 0), data.get("deterministic", False)
-    else:
-        body = dict(data)
-    if args.frontier:
+    body, where, stage, seed, deterministic = standalone.config_options(
+        args, ("compress", "compress_frontier"))
+    if args.frontier or stage == "compress_frontier":
         body["mode"] = "frontier"
-    for text in args.set:
-        keys, value = parse_override(text)
-        node = body
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text}: '{key}' is not a mapping")
-        node[keys[-1]] = value
-    options = parse_dataclass(CompressOptions, body, where, Path(args.config).resolve().parent)
-    seed = args.seed if args.seed is not None else seed
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed: expected an integer, received {seed!r}")
-    return options, int(seed), bool(args.deterministic or deterministic)
+    options = parse_dataclass(CompressOptions, standalone.set_options(body, args.set), where,
+                              Path(args.config).resolve().parent)
+    return options, seed, deterministic
 
 
 def _cmd_compress(args) -> int:

@@ -124,12 +124,7 @@ def _register_evaluate(subparsers) -> None:
     parser.add_argument("examples", metavar="EXAMPLES", nargs="?", default=None,
                         help="an Examples artifact directory (shards, labels.txt, "
                         "<split>_annotations.json for detection); not for a Policy")
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where metrics.json and the plots go: a new or empty folder, or "
-                        "an earlier edgeline output with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier edgeline output (swapped only "
-                        "once the new evaluation is complete)")
+    add_publishing_flags(parser, "metrics.json and the plots")
     add_option_flags(parser, EvaluateOptions, FLAGS, exclude=NOT_FLAGS)
     parser.add_argument("--seed", type=int, default=0,
                         help="a Policy: the first episode's seed; episode i is seeded seed + i "
@@ -143,7 +138,6 @@ def _register_evaluate(subparsers) -> None:
                         help="a Policy in a Gym environment: the time limit per episode "
                         "(default: the one it was trained with)")
     parser.add_argument("--json", action="store_true", help="print metrics.json's content")
-    add_publishing_flags(parser)
     parser.set_defaults(func=_cmd_evaluate)
 
 

@@ -49,19 +49,13 @@ def register(subparsers) -> None:
         ),
     )
     tflite.add_argument("model", metavar="MODEL", help="the Model artifact directory")
-    tflite.add_argument("--output", required=True, metavar="DIR",
-                        help="where model.tflite, labels.txt and export.json go: a new or "
-                        "empty folder, or an earlier edgeline output with --overwrite")
-    tflite.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier edgeline output (swapped only "
-                        "once the new export is complete)")
+    add_publishing_flags(tflite, "model.tflite, labels.txt and export.json")
     tflite.add_argument("--examples", metavar="DIR",
                         help="the Examples artifact the model was trained on: its train split "
                              "calibrates int8, its validation split feeds the parity gate")
     add_option_flags(tflite, ExportOptions, FLAGS)
     tflite.add_argument("--seed", type=int, default=0, help="picks the calibration images")
     tflite.add_argument("--json", action="store_true", help="print export.json to stdout")
-    add_publishing_flags(tflite)
     tflite.set_defaults(func=_cmd_tflite)
 
 

@@ -18,6 +18,9 @@ import sys
 
 from edgeline.pipeline.standalone import add_publishing_flags
 
+DESCRIPTION = ("Ingest a dataset with an Apache Beam pipeline into TFRecord shards that "
+               "edgeline, TF Model Garden, the TF Object Detection API and "
+               "tfds.builder_from_directory read.")
 BEAM_EPILOG = (
     "Any other --flag is passed to Apache Beam's PipelineOptions, e.g. "
     "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp "
@@ -51,25 +54,17 @@ def _add_common(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = (
     from edgeline.components.ingest.options import IngestOptions
     from edgeline.pipeline.flags import Flag, add_option_flags
 
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the shards, labels.txt, rejected.jsonl and artifact.json go "
-                             "(must not exist yet, or be empty)")
+    add_publishing_flags(parser, "the shards, labels.txt, rejected.jsonl and artifact.json")
     add_option_flags(parser, IngestOptions, {"reencode_quality": Flag("--quality")},
                      exclude=(*NOT_FLAGS, *exclude))
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier ingest output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_publishing_flags(parser)
 
 
 def register(subparsers) -> None:
     ingest = subparsers.add_parser(
         "ingest",
         help="turn an ImageNet folder/tars or a COCO set into sharded TFRecords (Beam)",
-        description=(
-            "Ingest a dataset with an Apache Beam pipeline into TFRecord shards that edgeline, "
-            "TF Model Garden, the TF Object Detection API and tfds.builder_from_directory read."
-        ),
+        description=DESCRIPTION,
     )
     formats = ingest.add_subparsers(dest="ingest_format", metavar="FORMAT",
                                     parser_class=_BeamPassThroughParser)

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from edgeline.components.train.options import TrainOptions
+from edgeline.pipeline import standalone
 from edgeline.pipeline.flags import options_reference
-from edgeline.pipeline.standalone import add_publishing_flags
 
 EPILOG = """\
 examples:
@@ -38,82 +38,26 @@ def register(subparsers) -> None:
         epilog=EPILOG + options_reference(TrainOptions),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="a pipeline file with a train step, or a YAML file of "
-                        "train options")
+    standalone.add_config_flags(parser, "train", "epochs=3")
     parser.add_argument("--examples", required=True, metavar="DIR",
                         help="an Examples directory (ingest's output: shards and labels.txt)")
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the Model artifact goes: a new or empty folder, or an "
-                        "earlier edgeline output with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier edgeline output (swapped only "
-                        "once the new model is complete)")
-    parser.add_argument("--step", metavar="NAME",
-                        help="the train step to use when CONFIG is a pipeline with several")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a train option, e.g. --set epochs=3 (repeatable)")
-    parser.add_argument("--seed", type=int,
-                        help="the seed (default: the pipeline's, or 0)")
-    parser.add_argument("--deterministic", action="store_true", default=None,
-                        help="deterministic ops: the same seed gives the same weights")
+    standalone.add_publishing_flags(parser, "the Model artifact's files")
     parser.add_argument("--initial-model", metavar="DIR",
                         help="start from this Model artifact or Keras SavedModel")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where resumable state is kept (default: .train-cache beside "
                         "--output)")
-    add_publishing_flags(parser)
     parser.set_defaults(func=_cmd_train)
 
 
 def _load_options(args):
     """(options, seed, deterministic) from CONFIG and the overrides."""
-    from edgeline.components.train.options import TrainOptions
-    from edgeline.pipeline.config import load_yaml, parse_dataclass, parse_override
-    from edgeline.pipeline.errors import ConfigError
+    from edgeline.pipeline.config import parse_dataclass
 
-    data = load_yaml(args.config)
-    seed, deterministic, where = 0, False, "train"
-    if "steps" in data:
-        steps = data.get("steps") or {}
-        train_steps = {name: body for name, body in steps.items()
-                       if isinstance(body, dict) and body.get("stage") == "train"}
-        if args.step:
-            if args.step not in train_steps:
-                raise ConfigError(
-                    f"--step {args.step}: no train step of that name in {args.config}; train "
-                    f"steps: {', '.join(train_steps) or '(none)'}"
-                )
-            name = args.step
-        elif len(train_steps) == 1:
-            name = next(iter(train_steps))
-        else:
-            raise ConfigError(
-                f"{args.config}: {len(train_steps)} train steps "
-                f"({', '.join(train_steps) or 'none'}); pick one with --step"
-            )
-        body = {k: v for k, v in train_steps[name].items() if k not in ("stage", "inputs")}
-        seed = data.get("seed", 0)
-        deterministic = data.get("deterministic", False)
-        where = name
-    else:
-        body = data
-    for text in args.set:
-        keys, value = parse_override(text)
-        node = body
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text}: '{key}' is not a mapping")
-        node[keys[-1]] = value
-    base_dir = Path(args.config).resolve().parent
-    options = parse_dataclass(TrainOptions, body, where, base_dir)
-    if args.seed is not None:
-        seed = args.seed
-    if args.deterministic:
-        deterministic = True
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed: expected an integer, received {seed!r}")
-    return options, int(seed), bool(deterministic)
+    body, where, _, seed, deterministic = standalone.config_options(args, ("train",))
+    options = parse_dataclass(TrainOptions, standalone.set_options(body, args.set), where,
+                              Path(args.config).resolve().parent)
+    return options, seed, deterministic
 
 
 def _cmd_train(args) -> int:
