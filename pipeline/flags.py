@@ -32,6 +32,7 @@ from typing import Any, Literal, Union
 _OPTION_PATHS = "option_flags"
 _ATTRIBUTE = re.compile(r"^(\s*)(\w+): (.*)$")
 _METAVARS = {int: "N", float: "X"}
+_RANGE_ERROR = re.compile(r"^[\w.\[\]]+: (Received: .*)$", re.DOTALL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,9 +164,18 @@ def options_from_flags(args: argparse.Namespace, options_type: type, where: str,
     """``options_type`` from ``base`` (options not given as flags) and the flags given,
     checked as a pipeline step's options are (one line naming the option on a bad value)."""
     from edgeline.pipeline.config import parse_dataclass
+    from edgeline.pipeline.errors import ConfigError
 
     data = _merge(dict(base or {}), given_options(args))
-    return parse_dataclass(options_type, data, where)
+    try:
+        return parse_dataclass(options_type, data, where)
+    except ConfigError as err:
+        # A range check names its option already ("Received: episodes=0; ..."), and on the
+        # command line there is no config key path to point at.
+        found = _RANGE_ERROR.match(str(err))
+        if found is None:
+            raise
+        raise ConfigError(found.group(1)) from None
 
 
 def _merge(base: dict, given: dict) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from edgeline.components.export.options import ExportOptions
 from edgeline.pipeline.flags import Flag, add_option_flags, options_from_flags
@@ -117,6 +118,7 @@ def _cmd_tflite(args: argparse.Namespace) -> int:
                                runs_dir=args.runs_dir, seed=args.seed, force=args.force)
     except StageFailed as failed:
         if isinstance(failed.cause, core.ParityGateFailed):
+            print(f"edgeline: {failed.cause}", file=sys.stderr)
             return 1
         raise
     report = read_json(outcome.artifact, core.REPORT_FILE)
