@@ -111,16 +111,6 @@ def verify(artifact: Artifact) -> str | None:
     return None
 
 
-def input_identity(path: str | os.PathLike) -> str:
-    """What identifies a standalone command's input in its output's fingerprint: the input
-    artifact's fingerprint, or (outside a run store) its resolved path."""
-    try:
-        with open(Path(path) / ARTIFACT_FILE, encoding="utf-8") as f:
-            return json.load(f)["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return str(Path(path).resolve())
-
-
 def verify_input(path: str | os.PathLike | None, label: str) -> None:
     """Refuse a damaged input artifact before a standalone command reads it, as the runner
     does for its cached ones: every file ``artifact.json`` lists must be there with its size
@@ -147,7 +137,8 @@ def verify_input(path: str | os.PathLike | None, label: str) -> None:
 
 @contextlib.contextmanager
 def writing_output(output: Path, flag: str = "--output") -> Iterator[Path]:
-    """The staging folder a standalone command writes ``output`` into, then publishes.
+    """The staging folder beside a standalone command's ``output`` that its result is written
+    into (:func:`place_at_output`), then renamed.
 
     Whatever fails inside removes it, so the previous ``output`` stays as it was; a full or
     read-only disk becomes a :class:`StorageError` naming ``flag`` and the folder (one line,

@@ -25,7 +25,7 @@ from edgeline.pipeline.artifacts import (
     publish,
     staging_dir,
 )
-from edgeline.pipeline.config import PipelineConfig, StepConfig
+from edgeline.pipeline.config import PipelineConfig
 from edgeline.pipeline.errors import (
     ConfigError,
     StageFailed,
@@ -33,7 +33,7 @@ from edgeline.pipeline.errors import (
     UserError,
     storage_problem,
 )
-from edgeline.pipeline.stage import Stage, StageContext, StageRegistry
+from edgeline.pipeline.stage import StageContext, StageRegistry
 from edgeline.pipeline.store import RunStore
 
 
@@ -83,16 +83,6 @@ def select_steps(
     return selected
 
 
-def step_fingerprint(config: PipelineConfig, step: StepConfig, stage: Stage,
-                     input_fps: Mapping[str, str]) -> str:
-    """What a step's artifact is published under: its stage, resolved options, inputs'
-    fingerprints, the run's seed and determinism, and the data outside the pipeline it reads."""
-    extra = {"seed": config.seed, "deterministic": config.deterministic}
-    if stage.external_fingerprint is not None:
-        extra["external"] = stage.external_fingerprint(step.options)
-    return fingerprint(stage.name, step.raw, input_fps, extra)
-
-
 def run_pipeline(
     config: PipelineConfig,
     registry: StageRegistry,
@@ -132,7 +122,10 @@ def run_pipeline(
                     )
                 inputs[name] = published[name]
             input_fps = {name: a.fingerprint for name, a in inputs.items()}
-            fp = step_fingerprint(config, step, stage, input_fps)
+            extra = {"seed": config.seed, "deterministic": config.deterministic}
+            if stage.external_fingerprint is not None:
+                extra["external"] = stage.external_fingerprint(step.options)
+            fp = fingerprint(stage.name, step.raw, input_fps, extra)
             prefix = f"[{index}/{total}] {step.name} ({stage.name})"
             existing, problem = store.find(stage.name, fp)
             if step.name not in selected and existing is None:
