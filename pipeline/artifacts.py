@@ -124,16 +124,6 @@ def verify(artifact: Artifact) -> str | None:
     return None
 
 
-def input_identity(path: str | os.PathLike) -> str:
-    """What identifies a standalone command's input in its output's fingerprint: the input
-    artifact's fingerprint, or (outside a run store) its resolved path."""
-    try:
-        with open(Path(path) / ARTIFACT_FILE, encoding="utf-8") as f:
-            return json.load(f)["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return str(Path(path).resolve())
-
-
 def verify_input(path: str | os.PathLike | None, label: str) -> None:
     """Refuse a damaged input artifact before a standalone command reads it, as the runner
     does for its cached ones: every file ``artifact.json`` lists must be there with its size
@@ -160,7 +150,8 @@ def verify_input(path: str | os.PathLike | None, label: str) -> None:
 
 @contextlib.contextmanager
 def writing_output(output: Path, flag: str = "--output") -> Iterator[Path]:
-    """The staging folder a standalone command writes ``output`` into, then publishes.
+    """The staging folder beside a standalone command's ``output`` that its result is written
+    into (:func:`place_at_output`), then renamed.
 
     Whatever fails inside removes it, so the previous ``output`` stays as it was; a full or
     read-only disk becomes a :class:`StorageError` naming ``flag`` and the folder (one line,
@@ -231,6 +222,14 @@ def publish(
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
+    return _rename_into_place(tmp_dir, final_dir, artifact, replace)
+
+
+def _rename_into_place(tmp_dir: Path, final_dir: Path, artifact: Artifact,
+                       replace: bool) -> Artifact:
+    """The last step of :func:`publish` and :func:`place_at_output`: ``tmp_dir`` (holding
+    ``artifact``'s files and artifact.json) renamed to ``final_dir``."""
+    fingerprint = artifact.fingerprint
     if replace and final_dir.exists():
         # An earlier artifact being replaced: a corrupted copy the runner rebuilds, or a CLI
         # output given with --overwrite (check_output_dir has made sure it is edgeline's).
@@ -256,6 +255,34 @@ def publish(
         shutil.rmtree(tmp_dir, ignore_errors=True)
         return twin
     return artifact
+
+
+def place_at_output(artifact: Artifact, output: Path, *, replace: bool,
+                    flag: str = "--output") -> Artifact:
+    """A published ``artifact`` (in a runs directory) placed at a standalone command's
+    ``output``, atomically as :func:`publish` does: its files hard-linked into a staging folder
+    beside ``output`` (copied where ``output`` is on another file system), then renamed.
+
+    Links cost no space and no time, even for an ImageNet's shards; a file edited in place
+    under ``output`` would also change the runs directory's copy, which the runner then finds
+    damaged by its checksum and rebuilds. ``output`` already holding this very artifact, whole
+    (a rerun with --overwrite), is left as it is.
+    """
+    if _published_twin(output, artifact.fingerprint) is not None:
+        return Artifact.load(output)
+    source = artifact.path
+    with writing_output(output, flag) as staging:
+        for rel in [*artifact.files, ARTIFACT_FILE]:
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source / rel, target)
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copy2(source / rel, target)
+        placed = dataclasses.replace(artifact, uri=str(output))
+        return _rename_into_place(staging, output, placed, replace and output.exists())
 
 
 def _published_twin(directory: Path, fingerprint: str) -> Artifact | None:

@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -92,16 +92,21 @@ def run_pipeline(
     force: bool = False,
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    given: Mapping[str, Artifact] | None = None,
 ) -> RunOutcome:
     """Run the selected steps of ``config``.
 
     Steps outside the selection are not executed, but a selected step still needs its
     inputs: those must already be published (a cache hit), or the run says which to run.
+    ``given`` names artifacts made outside this config (a standalone command's --examples),
+    which its steps may list as inputs.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    selected = select_steps(config, only, start)  # a bad --only is refused before any record
     store = RunStore(runs_dir or config.runs_dir)
     run_id = store.start_run(config.name, config.source_path, config.resolved())
-    run = _Run(config, registry, store, run_id, select_steps(config, only, start), force, log)
+    run = _Run(config, registry, store, run_id, selected, force, log)
+    run.published.update(given or {})
     try:
         for index, step in enumerate(config.steps, start=1):
             run.execute(index, step)

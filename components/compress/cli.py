@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgeline.components.compress.options import CompressOptions, CompressStep
+from edgeline.pipeline import standalone
+from edgeline.pipeline.flags import options_reference
+
 EPILOG = """\
 examples:
   edgeline compress recipe.yaml --model runs/.../Model --examples runs/.../Examples --output small
@@ -25,18 +29,17 @@ a recipe file (the Deep Compression order: prune -> cluster -> QAT):
     - {method: qat}
   fine_tune: {epochs: 2, learning_rate: 1.0e-4, batch_size: 32}
 
-methods (the keys of each step's own block; see components/compress/options.py for all):
+methods (each step's method; its options are in its own block):
   bn_fold   fold BatchNormalization into the Conv2D/DepthwiseConv2D/Dense before it
-  prune     target_sparsity, schedule (polynomial_decay | constant), structure
-            (unstructured | 2:4), layers.{exclude_first_conv, exclude_classifier,
-            exclude_layers, only_layers}
-  cluster   number_of_clusters, centroid_initialization, preserve_sparsity, layers.*
-  qat       preserve (auto | none | sparsity | clusters | sparsity_and_clusters), layers.*
-  distill   student (a registry name), student_options, temperature, alpha, epochs,
-            learning_rate; the input model is the teacher
+  prune     magnitude pruning to a target sparsity, unstructured or 2:4 (TF-MOT)
+  cluster   weight clustering: each kernel shares a few centroids (TF-MOT)
+  qat       quantization-aware training, keeping the sparsity and clusters of earlier steps
+  distill   a smaller student (a registry name) trained from the input model, the teacher
 
-frontier mode (mode: frontier): recipes (name -> {steps, quantize}), frontier.accuracy_budget
-(points below the original), frontier.evaluation_images, frontier.latency_runs.
+frontier mode (mode: frontier, or --frontier) compares recipes (name -> {steps, quantize})
+and chooses the smallest model within frontier.accuracy_budget points of the original.
+
+keys of a recipe step (their meaning is in components/compress/options.py):
 """
 
 
@@ -45,95 +48,43 @@ def register(subparsers) -> None:
         "compress",
         help="compress a Model (prune, cluster, QAT, distill, BN fold), or run a frontier",
         description=__doc__.split("\n\n", 1)[1],
-        epilog=EPILOG,
+        epilog=(EPILOG + options_reference(CompressStep) + "\n\nkeys of the compress step:\n"
+                + options_reference(CompressOptions, exclude=("steps",))),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="a pipeline file with a compress step, or a YAML file "
-                        "of compress options")
+    standalone.add_config_flags(parser, "compress", "fine_tune.epochs=1")
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="the Model artifact to compress (the teacher, for distill)")
     parser.add_argument("--examples", required=True, metavar="DIR",
                         help="the Examples the model was trained on (fine-tuning, evaluation)")
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the result goes (a Model, or a Frontier directory): a new "
-                        "or empty folder, or an earlier edgeline output with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier edgeline output (swapped only "
-                        "once the new result is complete)")
-    parser.add_argument("--step", metavar="NAME",
-                        help="the compress step to use when CONFIG is a pipeline with several")
     parser.add_argument("--frontier", action="store_true",
                         help="run the options in frontier mode (same as mode: frontier)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an option, e.g. --set fine_tune.epochs=1 (repeatable)")
-    parser.add_argument("--seed", type=int, help="the seed (default: the pipeline's, or 0)")
-    parser.add_argument("--deterministic", action="store_true", default=None,
-                        help="deterministic ops: the same seed gives the same model")
+    standalone.add_publishing_flags(parser, "the result (a Model, or a Frontier directory)")
     parser.set_defaults(func=_cmd_compress)
-
-
-def _step_body(data: dict, args) -> tuple[dict, str]:
-    """The options mapping of the chosen compress step of a pipeline file."""
-    from edgeline.pipeline.errors import ConfigError
-
-    steps = data.get("steps") or {}
-    found = {name: body for name, body in steps.items() if isinstance(body, dict)
-             and body.get("stage") in ("compress", "compress_frontier")}
-    if args.step:
-        if args.step not in found:
-            raise ConfigError(f"--step {args.step}: no compress step of that name in "
-                              f"{args.config}; compress steps: {', '.join(found) or '(none)'}")
-        name = args.step
-    elif len(found) == 1:
-        name = next(iter(found))
-    else:
-        raise ConfigError(f"{args.config}: {len(found)} compress steps "
-                          f"({', '.join(found) or 'none'}); pick one with --step")
-    body = {k: v for k, v in found[name].items() if k not in ("stage", "inputs")}
-    if found[name]["stage"] == "compress_frontier":
-        body["mode"] = "frontier"
-    return body, name
 
 
 def load_options(args):
     """(options, seed, deterministic) from CONFIG, --frontier and the overrides."""
-    from edgeline.components.compress.options import CompressOptions
-    from edgeline.pipeline.config import load_yaml, parse_dataclass, parse_override
-    from edgeline.pipeline.errors import ConfigError
+    from edgeline.pipeline.config import parse_dataclass
 
-    data = load_yaml(args.config)
-    seed, deterministic, where = 0, False, "compress"
-    if isinstance(data.get("steps"), dict):  # a pipeline file (a recipe's steps are a list)
-        body, where = _step_body(data, args)
-        seed, deterministic = data.get("seed", 0), data.get("deterministic", False)
-    else:
-        body = dict(data)
-    if args.frontier:
+    body, where, stage, seed, deterministic = standalone.config_options(
+        args, ("compress", "compress_frontier"))
+    if args.frontier or stage == "compress_frontier":
         body["mode"] = "frontier"
-    for text in args.set:
-        keys, value = parse_override(text)
-        node = body
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text}: '{key}' is not a mapping")
-        node[keys[-1]] = value
-    options = parse_dataclass(CompressOptions, body, where, Path(args.config).resolve().parent)
-    seed = args.seed if args.seed is not None else seed
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed: expected an integer, received {seed!r}")
-    return options, int(seed), bool(args.deterministic or deterministic)
+    options = parse_dataclass(CompressOptions, standalone.set_options(body, args.set), where,
+                              Path(args.config).resolve().parent)
+    return options, seed, deterministic
 
 
 def _cmd_compress(args) -> int:
+    from edgeline.components.compress.stage import STAGES
     from edgeline.models import io as model_io
     from edgeline.pipeline import artifacts
-    from edgeline.pipeline.config import to_plain
     from edgeline.pipeline.errors import UserError
+    from edgeline.pipeline.standalone import given_artifact, run_one_step
 
     options, seed, deterministic = load_options(args)
-    output = Path(args.output).absolute()
-    artifacts.check_output_dir(output, args.overwrite)
+    artifacts.check_output_dir(Path(args.output).absolute(), args.overwrite)  # before any work
     for flag, path in (("--model", args.model), ("--examples", args.examples)):
         if not Path(path).is_dir():
             raise UserError(f"{flag}: not a directory: {path!r}")
@@ -143,37 +94,25 @@ def _cmd_compress(args) -> int:
         model_io.load_model_dir(args.model)
     except model_io.ModelDirError as err:
         raise UserError(f"--model: {err}") from None
-    inputs = {"model": artifacts.input_identity(args.model),
-              "examples": artifacts.input_identity(args.examples)}
-    identity = artifacts.fingerprint("compress", to_plain(options), inputs,
-                                     {"seed": seed, "deterministic": deterministic})
-    # Written aside and swapped in only when complete: a compress that fails leaves the
-    # previous output as it was.
-    with artifacts.writing_output(output) as staging:
-        if options.mode == "frontier":
-            from edgeline.components.compress import frontier
-
-            result = frontier.run(options=options, model_dir=args.model,
-                                  examples_dir=args.examples, output_dir=staging, seed=seed,
-                                  deterministic=deterministic)
-            table = (staging / frontier.TABLE_FILE).read_text()
-            artifact_type = "Frontier"
-        else:
-            from edgeline.components.compress import core
-
-            result = core.run(options=options, model_dir=args.model, examples_dir=args.examples,
-                              output_dir=staging, seed=seed, deterministic=deterministic)
-            artifact_type = "Model"
-        artifacts.publish(staging, output, type=artifact_type, producer="cli:compress",
-                          fingerprint=identity, inputs=inputs, properties=result.properties,
-                          metrics=result.metrics, replace=args.overwrite)
+    # compress (a Model) or compress_frontier (a Frontier), by the options' mode
+    stage = {s.name: s for s in STAGES}["compress_frontier" if options.mode == "frontier"
+                                        else "compress"]
+    outcome = run_one_step(
+        stage, options, output=args.output, overwrite=args.overwrite, runs_dir=args.runs_dir,
+        inputs={"model": given_artifact(args.model, "Model"),
+                "examples": given_artifact(args.examples, "Examples")},
+        seed=seed, deterministic=deterministic, force=args.force)
+    artifact = outcome.artifact
+    cached = " (cached, no work done)" if outcome.cached else ""
     if options.mode == "frontier":
-        print(table, end="")
-        print(f"chosen: {result.chosen or 'none within the budget'}")
-        print(f"frontier written to {output}")
-        return 0
-    for key, value in sorted(result.metrics.items()):
-        print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
-    print(f"compressed model written to {output}")
-    return 0
+        from edgeline.components.compress.frontier import TABLE_FILE
 
+        print((artifact.path / TABLE_FILE).read_text(), end="")
+        print(f"chosen: {artifact.properties.get('chosen') or 'none within the budget'}")
+        print(f"frontier written to {artifact.uri}{cached}")
+    else:
+        for key, value in sorted(artifact.metrics.items()):
+            print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+        print(f"compressed model written to {artifact.uri}{cached}")
+    print(outcome.details())
+    return 0

@@ -15,6 +15,10 @@ import argparse
 import json
 import sys
 
+from edgeline.components.evaluate.options import DetectionOptions, EvaluateOptions
+from edgeline.pipeline.flags import Flag, add_option_flags, options_from_flags
+from edgeline.pipeline.standalone import add_publishing_flags
+
 
 def register(subparsers) -> None:
     """Add the evaluate stage's subcommands to the ``edgeline`` parser."""
@@ -83,10 +87,18 @@ def _cmd_coco_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_evaluate(subparsers) -> None:
-    from edgeline.components.evaluate.options import DetectionOptions, EvaluateOptions
+# Flags whose names are not their option's (every other option is --<its last part>).
+FLAGS = {
+    "model_form": Flag("--form", note="A Policy: auto or saved_model runs the SavedModel "
+                       "policy, tflite the .tflite network in LiteRT (argmax action)."),
+    "plots": Flag("--no-plots", negate=True),
+}
+# Not flags: the episodes' first seed is --seed (the run's seed), pre_nms_top_k follows
+# --max-detections, and the environment is the Policy's own unless the flags below change it.
+NOT_FLAGS = ("episode_seed", "detection.pre_nms_top_k", "environment")
 
-    defaults, detection = EvaluateOptions(), DetectionOptions()
+
+def _register_evaluate(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="metrics of a model (Keras, SavedModel or .tflite) on an Examples split, or the "
@@ -112,42 +124,8 @@ def _register_evaluate(subparsers) -> None:
     parser.add_argument("examples", metavar="EXAMPLES", nargs="?", default=None,
                         help="an Examples artifact directory (shards, labels.txt, "
                         "<split>_annotations.json for detection); not for a Policy")
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where metrics.json and the plots go: a new or empty folder, or "
-                        "an earlier edgeline output with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier edgeline output (swapped only "
-                        "once the new evaluation is complete)")
-    parser.add_argument("--split", default=defaults.split,
-                        help=f"the split to evaluate (default {defaults.split})")
-    parser.add_argument(
-        "--form", choices=("auto", "keras", "saved_model", "tflite"), default="auto",
-        help="which form of the model to run; auto: the .tflite of an export, else the Keras "
-        "model (saved_model: a Model artifact's SavedModel). A Policy: auto or saved_model "
-        "runs the SavedModel policy, tflite the .tflite network in LiteRT (argmax action)",
-    )
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                        help=f"images per inference call (default {defaults.batch_size})")
-    parser.add_argument("--num-threads", type=int, default=defaults.num_threads,
-                        help="CPU threads of the LiteRT interpreter (default 1)")
-    parser.add_argument("--max-images", type=int, default=None,
-                        help="evaluate the first N images only (default: all)")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument(
-        "--score-threshold", type=float, default=detection.score_threshold,
-        help=f"detectors: drop detections scoring below it (default {detection.score_threshold})",
-    )
-    parser.add_argument("--nms", choices=("hard", "soft"), default=detection.nms,
-                        help="detectors: hard NMS or Gaussian soft-NMS (Bodla et al., 2017)")
-    parser.add_argument("--iou-threshold", type=float, default=detection.iou_threshold,
-                        help=f"detectors: hard-NMS IoU (default {detection.iou_threshold})")
-    parser.add_argument("--soft-nms-sigma", type=float, default=detection.soft_nms_sigma,
-                        help=f"detectors: soft-NMS sigma (default {detection.soft_nms_sigma})")
-    parser.add_argument("--max-detections", type=int, default=detection.max_detections,
-                        help=f"detectors: detections per image (default "
-                        f"{detection.max_detections})")
-    parser.add_argument("--episodes", type=int, default=defaults.episodes,
-                        help=f"a Policy: greedy episodes to play (default {defaults.episodes})")
+    add_publishing_flags(parser, "metrics.json and the plots")
+    add_option_flags(parser, EvaluateOptions, FLAGS, exclude=NOT_FLAGS)
     parser.add_argument("--seed", type=int, default=0,
                         help="a Policy: the first episode's seed; episode i is seeded seed + i "
                         "(default 0)")
@@ -164,32 +142,16 @@ def _register_evaluate(subparsers) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from edgeline.components.evaluate import core
-    from edgeline.components.evaluate.options import DetectionOptions, EvaluateOptions
-    from edgeline.pipeline.errors import UserError
-
-    try:
-        detection = DetectionOptions(
-            score_threshold=args.score_threshold, nms=args.nms,
-            iou_threshold=args.iou_threshold, soft_nms_sigma=args.soft_nms_sigma,
-            max_detections=args.max_detections,
-            pre_nms_top_k=max(DetectionOptions.pre_nms_top_k, args.max_detections),
-        )
-        options = EvaluateOptions(
-            split=args.split, model_form=args.form, batch_size=args.batch_size,
-            num_threads=args.num_threads, max_images=args.max_images,
-            plots=not args.no_plots, detection=detection,
-            episodes=args.episodes, episode_seed=args.seed,
-        )
-    except ValueError as err:
-        raise UserError(str(err)) from None
     from pathlib import Path
 
+    from edgeline.components.evaluate import core
+    from edgeline.components.evaluate.stage import STAGES
     from edgeline.pipeline import artifacts
-    from edgeline.pipeline.config import to_plain
+    from edgeline.pipeline.errors import UserError
+    from edgeline.pipeline.standalone import given_artifact, read_json, run_one_step
 
-    output = Path(args.output).absolute()
-    artifacts.check_output_dir(output, args.overwrite)
+    options = _options(args)
+    artifacts.check_output_dir(Path(args.output).absolute(), args.overwrite)  # before any work
     artifacts.verify_input(args.model, "MODEL")
     artifacts.verify_input(args.examples, "EXAMPLES")
     is_policy = core.is_policy_dir(args.model)
@@ -199,52 +161,60 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if not is_policy and args.examples is None:
         raise UserError(f"Received: model={args.model!r} and no EXAMPLES; a model is evaluated "
                         "on an Examples artifact (only a Policy artifact needs none)")
-    inputs = {"model": artifacts.input_identity(args.model)}
-    if args.examples is not None:
-        inputs["examples"] = artifacts.input_identity(args.examples)
-    with artifacts.writing_output(output) as staging:  # published whole, or not at all
-        if is_policy:
-            result = _evaluate_policy(args, options, staging)
-        else:
-            result = core.run(options=options, examples_dir=args.examples,
-                              model_path=args.model, output_dir=staging)
-        artifacts.publish(
-            staging, output, type="Metrics", producer="cli:evaluate",
-            fingerprint=artifacts.fingerprint("evaluate", to_plain(options), inputs,
-                                              {"seed": args.seed}),
-            inputs=inputs, properties=result.properties, metrics=result.metrics,
-            replace=args.overwrite)
-    if args.json:
-        print(json.dumps(result.report, indent=2))
+    if is_policy:
+        options = _with_environment(args, options)
+        model_type = "Policy"
     else:
-        for name, value in result.metrics.items():
-            print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+        model_type = "TFLiteModel" if str(args.model).endswith(".tflite") else "Model"
+    inputs = {"model": given_artifact(args.model, model_type)}
+    if args.examples is not None:
+        inputs["examples"] = given_artifact(args.examples, "Examples")
+    # A Policy's episodes are seeded --seed, --seed + 1, ...: the step's seed.
+    outcome = run_one_step(STAGES[0], options, inputs=inputs, output=args.output,
+                           overwrite=args.overwrite, runs_dir=args.runs_dir, seed=args.seed,
+                           force=args.force)
+    if args.json:
+        print(json.dumps(read_json(outcome.artifact, core.METRICS_FILE), indent=2))
+        return 0
+    for name, value in outcome.artifact.metrics.items():
+        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    if outcome.cached:
+        print(f"cached, no work done: {outcome.artifact.uri}")
+    print(outcome.details())
     return 0
 
 
-def _evaluate_policy(args: argparse.Namespace, options, output_dir):
-    """The Policy path of ``edgeline evaluate``: options from the flags, environment from the
-    artifact unless --environment/--suite/--max-episode-steps override it."""
+def _options(args: argparse.Namespace):
+    from edgeline.pipeline.flags import given_options
+
+    detection = given_options(args).get("detection", {})
+    # More detections kept than the top-k before NMS would refuse them: raised to match.
+    top_k = max(DetectionOptions.pre_nms_top_k, detection.get("max_detections", 0))
+    return options_from_flags(args, EvaluateOptions, "evaluate",
+                              base={"episode_seed": args.seed,
+                                    "detection": {"pre_nms_top_k": top_k}})
+
+
+def _with_environment(args: argparse.Namespace, options):
+    """A Policy is played in the environment of its artifact, unless --environment/--suite/
+    --max-episode-steps override it."""
     import dataclasses
     from pathlib import Path
 
     from edgeline.components.evaluate.returns import (
         environment_options_of,
-        evaluate_policy,
         read_policy_description,
     )
     from edgeline.pipeline.errors import UserError
 
-    environment = None
     overrides = {"name": args.environment, "suite": args.suite,
                  "max_episode_steps": args.max_episode_steps}
     overrides = {key: value for key, value in overrides.items() if value is not None}
-    if overrides:
-        trained_in = environment_options_of(read_policy_description(Path(args.model))["environment"])
-        try:
-            environment = dataclasses.replace(trained_in, **overrides)
-        except ValueError as err:
-            raise UserError(str(err)) from None
-    options = dataclasses.replace(options, environment=environment)
-    return evaluate_policy(options=options, policy_dir=args.model, output_dir=output_dir,
-                           seed=args.seed)
+    if not overrides:
+        return options
+    trained_in = environment_options_of(read_policy_description(Path(args.model))["environment"])
+    try:
+        return dataclasses.replace(options, environment=dataclasses.replace(trained_in,
+                                                                            **overrides))
+    except ValueError as err:
+        raise UserError(str(err)) from None

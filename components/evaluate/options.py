@@ -37,6 +37,15 @@ class DetectionOptions:
     ``iou_threshold``; ``nms: soft`` is soft-NMS with the Gaussian decay
     ``exp(-iou^2 / (2 sigma))`` (Bodla et al., "Soft-NMS", ICCV 2017, arXiv:1704.04503).
     COCO scores at most 100 detections per image, hence the default ``max_detections``.
+
+    Attributes:
+      score_threshold: detectors: drop detections scoring below it.
+      nms: detectors: hard NMS, or Gaussian soft-NMS (Bodla et al., 2017).
+      iou_threshold: detectors: the IoU above which hard NMS removes the lower-scoring box.
+      soft_nms_sigma: detectors: the sigma of soft-NMS's Gaussian decay.
+      max_detections: detectors: detections kept per image.
+      pre_nms_top_k: detectors: the best (location, class) candidates kept before NMS.
+      class_agnostic: detectors: suppress across classes too.
     """
 
     score_threshold: float = 0.05

@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from pathlib import Path
 
+from edgeline.pipeline.standalone import add_publishing_flags
+
+DESCRIPTION = ("Ingest a dataset with an Apache Beam pipeline into TFRecord shards that "
+               "edgeline, TF Model Garden, the TF Object Detection API and "
+               "tfds.builder_from_directory read.")
 BEAM_EPILOG = (
     "Any other --flag is passed to Apache Beam's PipelineOptions, e.g. "
     "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp "
@@ -40,29 +43,20 @@ class _BeamPassThroughParser(argparse.ArgumentParser):
         return namespace, []
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the shards, labels.txt, rejected.jsonl and artifact.json go "
-                             "(must not exist yet, or be empty)")
-    parser.add_argument("--train-shards", type=int, default=1024, metavar="N",
-                        help="shards of the train split (default: 1024, ~140 MB each on "
-                             "ImageNet)")
-    parser.add_argument("--val-shards", type=int, default=128, metavar="N",
-                        help="shards of the validation split (default: 128)")
-    parser.add_argument("--workers", type=int, default=0, metavar="N",
-                        help="worker processes of the local DirectRunner (default 0: one per "
-                             "CPU core); the shards are byte-identical whatever N is")
-    parser.add_argument("--runner", default="DirectRunner",
-                        help="the Beam runner (default: DirectRunner)")
-    parser.add_argument("--quality", type=int, default=95,
-                        help="JPEG quality for re-encoded images (grayscale, CMYK, PNG, ...); "
-                             "other JPEGs pass through byte for byte (default: 95)")
-    parser.add_argument("--verify-decode", action="store_true",
-                        help="also decode every passed-through JPEG in full (a full decode per "
-                             "image: slower); without it every JPEG written is still checked, "
-                             "segment by segment, to decode in TensorFlow")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier ingest output")
+# The options given as paths, each with its own flag and check below, and the ones that are
+# not flags (the subcommand is the format; unknown flags are the Beam options).
+PATH_OPTIONS = ("source", "val_labels", "class_names", "images", "annotations", "val_images",
+                "val_annotations")
+NOT_FLAGS = (*PATH_OPTIONS, "format", "beam_options")
+
+
+def _add_common(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
+    from edgeline.components.ingest.options import IngestOptions
+    from edgeline.pipeline.flags import Flag, add_option_flags
+
+    add_publishing_flags(parser, "the shards, labels.txt, rejected.jsonl and artifact.json")
+    add_option_flags(parser, IngestOptions, {"reencode_quality": Flag("--quality")},
+                     exclude=(*NOT_FLAGS, *exclude))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -70,10 +64,7 @@ def register(subparsers) -> None:
     ingest = subparsers.add_parser(
         "ingest",
         help="turn an ImageNet folder/tars or a COCO set into sharded TFRecords (Beam)",
-        description=(
-            "Ingest a dataset with an Apache Beam pipeline into TFRecord shards that edgeline, "
-            "TF Model Garden, the TF Object Detection API and tfds.builder_from_directory read."
-        ),
+        description=DESCRIPTION,
     )
     formats = ingest.add_subparsers(dest="ingest_format", metavar="FORMAT",
                                     parser_class=_BeamPassThroughParser)
@@ -102,7 +93,7 @@ def register(subparsers) -> None:
                           help="'wnid text' lines naming the classes (default: "
                                "LOC_synset_mapping.txt or synset_words.txt in SOURCE, else the "
                                "wnid)")
-    _add_common(imagenet)
+    _add_common(imagenet, exclude=("split",))
     imagenet.set_defaults(func=_cmd_ingest)
 
     coco = formats.add_parser(
@@ -117,8 +108,6 @@ def register(subparsers) -> None:
     )
     coco.add_argument("--images", metavar="DIR", help="the image folder of the split")
     coco.add_argument("--annotations", metavar="FILE", help="the split's COCO JSON")
-    coco.add_argument("--split", choices=("train", "validation"), default="train",
-                      help="which split --images/--annotations are (default: train)")
     coco.add_argument("--val-images", metavar="DIR", help="the validation split's image folder")
     coco.add_argument("--val-annotations", metavar="FILE",
                       help="the validation split's COCO JSON")
@@ -131,25 +120,12 @@ def register(subparsers) -> None:
 
 def _options_data(args: argparse.Namespace) -> dict:
     from edgeline.pipeline.errors import UserError
+    from edgeline.pipeline.flags import given_options
 
-    data = {
-        "format": args.ingest_format,
-        "train_shards": args.train_shards,
-        "val_shards": args.val_shards,
-        "workers": args.workers,
-        "runner": args.runner,
-        "beam_options": list(args.beam_args),
-        "reencode_quality": args.quality,
-        "verify_decode": args.verify_decode,
-    }
-    if args.ingest_format == "imagenet":
-        paths = {"source": args.source, "val_labels": args.val_labels,
-                 "class_names": args.class_names}
-    else:
-        paths = {"source": args.source, "images": args.images, "annotations": args.annotations,
-                 "val_images": args.val_images, "val_annotations": args.val_annotations}
-        data["split"] = args.split
-    for name, value in paths.items():
+    data = {**given_options(args), "format": args.ingest_format,
+            "beam_options": list(args.beam_args)}
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
         if value is None:
             continue
         if not value.startswith("builtin:") and not os.path.exists(value):
@@ -160,31 +136,33 @@ def _options_data(args: argparse.Namespace) -> dict:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from edgeline.components.ingest import core
     from edgeline.components.ingest.options import IngestOptions
-    from edgeline.pipeline import artifacts
-    from edgeline.pipeline.config import parse_dataclass, to_plain
+    from edgeline.components.ingest.stage import STAGES
+    from edgeline.pipeline.config import parse_dataclass
+    from edgeline.pipeline.standalone import run_one_step
 
     options = parse_dataclass(IngestOptions, _options_data(args), "ingest")
-    output = Path(args.output).absolute()
-    artifacts.check_output_dir(output, args.overwrite)
-    with artifacts.writing_output(output) as staging:
-        result = core.run(options, staging,
-                          cache_dir=Path(tempfile.gettempdir()) / "edgeline-cache",
-                          progress=not args.no_progress and sys.stderr.isatty())
-        fingerprint = artifacts.fingerprint(
-            "ingest", to_plain(options), {}, {"external": core.source_fingerprint(options)}
-        )
-        artifacts.publish(staging, output, type="Examples", producer="cli:ingest",
-                          fingerprint=fingerprint, inputs={}, properties=result.properties,
-                          metrics=result.metrics, replace=args.overwrite)
-    for split, counts in result.properties["splits"].items():
+    progress = not args.no_progress and sys.stderr.isatty()
+
+    def run(context):  # the stage's own run, with the command's progress bar
+        return core.run(context.options, context.output_dir, cache_dir=context.cache_dir,
+                        seed=context.seed, progress=progress)
+
+    outcome = run_one_step(dataclasses.replace(STAGES[0], run=run), options, inputs={},
+                           output=args.output, overwrite=args.overwrite,
+                           runs_dir=args.runs_dir, force=args.force)
+    artifact = outcome.artifact
+    for split, counts in artifact.properties["splits"].items():
         boxes = (f"  boxes dropped {counts['boxes_dropped']} fixed {counts['boxes_fixed']}"
                  if "boxes_dropped" in counts else "")
         print(f"{split:<10} seen {counts['seen']:>8}  written {counts['written']:>8}  "
               f"fixed {counts['fixed']:>6}  rejected {counts['rejected']:>6}  "
               f"shards {counts['shards']}{boxes}")
-    print(f"wrote {output} ({result.metrics['seconds']:.1f}s); rejected files are listed in "
-          f"{output / 'rejected.jsonl'}")
+    how = "cached, no work done" if outcome.cached else f"{artifact.metrics['seconds']:.1f}s"
+    print(f"wrote {artifact.uri} ({how}); rejected files are listed in "
+          f"{artifact.path / 'rejected.jsonl'}")
+    print(outcome.details())
     return 0
-

@@ -31,34 +31,51 @@ BuiltinSource = Literal["builtin:classification", "builtin:detection"]
 
 @dataclasses.dataclass(frozen=True)
 class IngestOptions:
-    # "imagenet": a classification set in ImageNet layout; "coco": COCO-format detection.
+    """What to ingest, and how.
+
+    Attributes:
+      format: ``imagenet``, a classification set in ImageNet layout; ``coco``, COCO-format
+        detection.
+      source: imagenet: a folder (train/<wnid>/, val/) or one holding
+        ILSVRC2012_img_{train,val}.tar; coco: a folder holding images/ and train.json /
+        val.json. builtin:* generates demo data.
+      val_labels: imagenet: validation ground truth, a filename,wnid CSV (default: tfds' file).
+      class_names: imagenet: "wnid text" lines naming the classes (default: found in source,
+        else the wnid).
+      images: coco: one split's image folder (``split`` names that split).
+      annotations: coco: that split's COCO JSON.
+      split: coco: which split ``images`` and ``annotations`` are.
+      val_images: coco: the validation split's image folder.
+      val_annotations: coco: the validation split's COCO JSON.
+      train_shards: shards of the train split (~100-200 MB each on real ImageNet: 1.28M
+        images).
+      val_shards: shards of the validation split (50k images on ImageNet).
+      workers: worker processes of Beam's local DirectRunner (0: one per CPU core); the shards
+        are byte-identical whatever it is.
+      runner: the Beam runner.
+      beam_options: any other Beam pipeline flags, passed through (e.g. ["--project", "p"]).
+      reencode_quality: JPEG quality of re-encoded images (grayscale, CMYK, PNG, ...); other
+        JPEGs pass through byte for byte.
+      verify_decode: also decode every passed-through JPEG in full (a full decode each, slower).
+        Without it every JPEG written is already walked to its end, segment by segment, so that
+        TensorFlow decodes it (images.py).
+    """
+
     format: Literal["imagenet", "coco"] = "imagenet"
-    # imagenet: a folder (train/<wnid>/, val/) or one holding ILSVRC2012_img_{train,val}.tar;
-    # coco: a folder holding images/ and train.json / val.json. builtin:* generates demo data.
     source: Union[BuiltinSource, ExistingPath] | None = None
-    # imagenet: validation ground truth, a filename,wnid CSV (default: tfds' file).
     val_labels: ExistingPath | None = None
-    # imagenet: "wnid text" lines naming the classes (default: found in source, else wnid).
     class_names: ExistingPath | None = None
-    # coco: one split's image folder and annotations; ``split`` names that split.
     images: ExistingPath | None = None
     annotations: ExistingPath | None = None
     split: Literal["train", "validation"] = "train"
-    # coco: the validation split's image folder and annotations.
     val_images: ExistingPath | None = None
     val_annotations: ExistingPath | None = None
-    # Shards per split: ~100-200 MB each on real ImageNet (1.28M train / 50k val images).
     train_shards: int = 1024
     val_shards: int = 128
-    # Beam: worker processes of the local DirectRunner (0: one per CPU core), the runner,
-    # and any other Beam pipeline flags passed through (e.g. ["--project", "p"]).
     workers: int = 0
     runner: str = "DirectRunner"
     beam_options: tuple[str, ...] = ()
-    # JPEG quality of re-encoded images (grayscale, CMYK, PNG...); others pass through.
     reencode_quality: int = 95
-    # Also decode every passed-through JPEG in full (a full decode each). Without it every JPEG
-    # written is already walked to its end, so that TensorFlow decodes it (images.py).
     verify_decode: bool = False
 
     def __post_init__(self):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from edgeline.components.rl.options import RlOptions
+from edgeline.pipeline.flags import options_reference
+
 TRAIN_DESCRIPTION = """\
 Train the rl steps (stage: rl) of a pipeline config, e.g. configs/cartpole_dqn.yaml, through
 the same runner as 'edgeline run': the result is a Policy artifact in the runs directory
@@ -24,33 +27,13 @@ learning curve) live in RUNS_DIR/cache/rl/<step>-<key>, where <key> hashes the s
 options, the seed and the deterministic flag; rerunning the same config continues from the
 last checkpoint. They are removed once the artifact is complete.
 
-Config keys of an rl step (defaults in parentheses; see components/rl/options.py):
-  algorithm (dqn) | reinforce
-  environment: suite (gym) | atari, name (CartPole-v1; an ALE game such as pong),
-      max_episode_steps, frame_skip (4), frame_stack (4), screen_size (84), noop_max (30),
-      terminal_on_life_loss (true, training only), clip_rewards (true, training only),
-      repeat_action_probability (0.0), max_episode_frames (108000)
-  dqn: q_network (dqn_mlp_100_50 | dqn_mlp_256_256 | dqn_nips_2013 | dqn_nature_2015),
-      double_dqn, n_step_update, gamma, loss (huber | squared), optimizer (adam | rmsprop),
-      learning_rate, rmsprop_decay, rmsprop_momentum, optimizer_epsilon, gradient_clipping,
-      target_update_period, target_update_tau, epsilon_start, epsilon_end,
-      epsilon_decay_steps, replay_capacity, initial_collect_steps,
-      collect_steps_per_iteration, train_steps_per_iteration, batch_size,
-      checkpoint_replay_buffer
-  reinforce: actor_layers, value_baseline, value_layers, value_estimation_loss_coef,
-      normalize_returns, gamma, learning_rate, episodes_per_iteration,
-      entropy_regularization, gradient_clipping
-  max_env_steps (50000), max_episodes, eval_interval (iterations), eval_episodes (20),
-  eval_seed, confirm_episodes (0: a new best evaluation is confirmed on that many more
-  episodes before it is kept or reaches the target), target_return, stop_at_target,
-  checkpoint_interval (iterations), log_interval, export_tflite (true),
-  parity_observations (1000)
-
 Examples:
   edgeline rl train configs/cartpole_dqn.yaml
   edgeline rl train configs/cartpole_dqn.yaml --set seed=2 \
       --set cartpole_dqn.max_env_steps=20000 --set cartpole_dqn.dqn.learning_rate=0.0005
   edgeline rl train configs/atari_dqn.yaml --set dqn_atari.environment.name=breakout
+
+Config keys of an rl step (their meaning is in components/rl/options.py):
 """
 
 
@@ -114,7 +97,7 @@ def register(subparsers) -> None:
     train = commands.add_parser(
         "train",
         help="train the rl steps of a pipeline config (e.g. configs/cartpole_dqn.yaml)",
-        description=TRAIN_DESCRIPTION,
+        description=TRAIN_DESCRIPTION + options_reference(RlOptions),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("config", help="a pipeline YAML file with one or more 'stage: rl' steps")

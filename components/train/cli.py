@@ -12,6 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgeline.components.train.options import TrainOptions
+from edgeline.pipeline import standalone
+from edgeline.pipeline.flags import options_reference
+
 EPILOG = """\
 examples:
   edgeline train configs/demo.yaml --step classifier --examples runs/.../Examples --output model
@@ -21,17 +25,8 @@ examples:
               "task": {"type": "worker", "index": 0}}' \\
       edgeline train train.yaml --examples examples/ --output model --set distribution=multi_worker
 
-options (keys of the train step; see components/train/options.py for all):
-  model, model_options        a registered network (edgeline models list) and its options
-  epochs, batch_size          batch_size is global, split over the replicas
-  data.input_size, data.mean, data.std, data.crop_fraction, data.augmentation.*
-  optimizer.name              sgd | rmsprop | adam (+ learning_rate, momentum, weight_decay)
-  schedule.name               constant | cosine | step | exponential (+ warmup_epochs, ...)
-  label_smoothing, ema_decay
-  transfer.initial_model, transfer.freeze_backbone_epochs, transfer.fine_tune_learning_rate_scale
-  distribution                auto | one_device | mirrored | multi_worker (TF_CONFIG)
-  mixed_precision             off | auto | mixed_float16 | mixed_bfloat16
-  jit_compile                 XLA
+options (keys of the train step, for CONFIG or --set KEY=VALUE; their meaning is in
+components/train/options.py):
 """
 
 
@@ -40,27 +35,13 @@ def register(subparsers) -> None:
         "train",
         help="train a classifier or detector from an Examples directory",
         description=__doc__.split("\n\n", 1)[1],
-        epilog=EPILOG,
+        epilog=EPILOG + options_reference(TrainOptions),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="a pipeline file with a train step, or a YAML file of "
-                        "train options")
+    standalone.add_config_flags(parser, "train", "epochs=3")
     parser.add_argument("--examples", required=True, metavar="DIR",
                         help="an Examples directory (ingest's output: shards and labels.txt)")
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="where the Model artifact goes: a new or empty folder, or an "
-                        "earlier edgeline output with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it holds an earlier edgeline output (swapped only "
-                        "once the new model is complete)")
-    parser.add_argument("--step", metavar="NAME",
-                        help="the train step to use when CONFIG is a pipeline with several")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a train option, e.g. --set epochs=3 (repeatable)")
-    parser.add_argument("--seed", type=int,
-                        help="the seed (default: the pipeline's, or 0)")
-    parser.add_argument("--deterministic", action="store_true", default=None,
-                        help="deterministic ops: the same seed gives the same weights")
+    standalone.add_publishing_flags(parser, "the Model artifact's files")
     parser.add_argument("--initial-model", metavar="DIR",
                         help="start from this Model artifact or Keras SavedModel")
     parser.add_argument("--cache-dir", metavar="DIR",
@@ -71,62 +52,21 @@ def register(subparsers) -> None:
 
 def _load_options(args):
     """(options, seed, deterministic) from CONFIG and the overrides."""
-    from edgeline.components.train.options import TrainOptions
-    from edgeline.pipeline.config import load_yaml, parse_dataclass, parse_override
-    from edgeline.pipeline.errors import ConfigError
+    from edgeline.pipeline.config import parse_dataclass
 
-    data = load_yaml(args.config)
-    seed, deterministic, where = 0, False, "train"
-    if "steps" in data:
-        steps = data.get("steps") or {}
-        train_steps = {name: body for name, body in steps.items()
-                       if isinstance(body, dict) and body.get("stage") == "train"}
-        if args.step:
-            if args.step not in train_steps:
-                raise ConfigError(
-                    f"--step {args.step}: no train step of that name in {args.config}; train "
-                    f"steps: {', '.join(train_steps) or '(none)'}"
-                )
-            name = args.step
-        elif len(train_steps) == 1:
-            name = next(iter(train_steps))
-        else:
-            raise ConfigError(
-                f"{args.config}: {len(train_steps)} train steps "
-                f"({', '.join(train_steps) or 'none'}); pick one with --step"
-            )
-        body = {k: v for k, v in train_steps[name].items() if k not in ("stage", "inputs")}
-        seed = data.get("seed", 0)
-        deterministic = data.get("deterministic", False)
-        where = name
-    else:
-        body = data
-    for text in args.set:
-        keys, value = parse_override(text)
-        node = body
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text}: '{key}' is not a mapping")
-        node[keys[-1]] = value
-    base_dir = Path(args.config).resolve().parent
-    options = parse_dataclass(TrainOptions, body, where, base_dir)
-    if args.seed is not None:
-        seed = args.seed
-    if args.deterministic:
-        deterministic = True
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed: expected an integer, received {seed!r}")
-    return options, int(seed), bool(deterministic)
+    body, where, _, seed, deterministic = standalone.config_options(args, ("train",))
+    options = parse_dataclass(TrainOptions, standalone.set_options(body, args.set), where,
+                              Path(args.config).resolve().parent)
+    return options, seed, deterministic
 
 
 def _cmd_train(args) -> int:
-    from edgeline.components.train.stage import (
-        model_source_identity,
-        run_identity,
-        work_dir_for,
-    )
+    import dataclasses
+
+    from edgeline.components.train.stage import STAGES
+    from edgeline.pipeline import artifacts
     from edgeline.pipeline.errors import UserError
+    from edgeline.pipeline.standalone import given_artifact, run_one_step
 
     options, seed, deterministic = _load_options(args)
     examples = Path(args.examples)
@@ -134,55 +74,29 @@ def _cmd_train(args) -> int:
         raise UserError(f"--examples: not a directory: {args.examples!r}")
     if args.initial_model and not Path(args.initial_model).exists():
         raise UserError(f"--initial-model: path does not exist: {args.initial_model!r}")
-    from edgeline.pipeline.artifacts import verify_input
-
-    verify_input(examples, "--examples")
-    verify_input(args.initial_model, "--initial-model")
-    output = Path(args.output).resolve()
-    from edgeline.pipeline.artifacts import check_output_dir
-
-    check_output_dir(output, args.overwrite)  # before any work: a refusal costs nothing
+    artifacts.verify_input(examples, "--examples")
+    artifacts.verify_input(args.initial_model, "--initial-model")
+    inputs = {"examples": given_artifact(examples, "Examples")}
+    if args.initial_model:  # the stage starts from a Model input, as in a pipeline;
+        # --initial-model overrides transfer.initial_model, as it always did
+        inputs["initial_model"] = given_artifact(args.initial_model, "Model")
+        options = dataclasses.replace(
+            options, transfer=dataclasses.replace(options.transfer, initial_model=None))
+    output = Path(args.output).absolute()
+    # Resumable state in --cache-dir, not the runs directory's cache: a killed training, rerun
+    # with the same command, resumes from its last finished epoch.
     cache_dir = Path(args.cache_dir) if args.cache_dir else output.parent / ".train-cache"
-    examples_identity = _examples_identity(examples)
-    identity = run_identity(
-        options,
-        {"examples": examples_identity,
-         "initial_model": str(model_source_identity(args.initial_model
-                                                    or options.transfer.initial_model))},
-        seed, deterministic,
-    )
-    work_dir = work_dir_for(cache_dir, identity)
+    stage = STAGES[0]
 
-    from edgeline.components.train import core, distribute
-    from edgeline.pipeline.artifacts import publish, writing_output
+    def run(context):
+        return stage.run(dataclasses.replace(context, cache_dir=cache_dir))
 
-    with writing_output(output) as staging:
-        result = core.run(options=options, examples_dir=examples, output_dir=staging,
-                          work_dir=work_dir, seed=seed, deterministic=deterministic,
-                          initial_model=args.initial_model)
-        artifact = publish(staging, output, type="Model", producer="cli:train",
-                           fingerprint=identity, inputs={"examples": examples_identity},
-                           properties=result.properties, metrics=result.metrics,
-                           replace=args.overwrite)
-    if distribute.is_chief_task():
-        import shutil
-
-        shutil.rmtree(work_dir, ignore_errors=True)
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
-    print(f"model: {artifact.uri} ({metrics})")
+    outcome = run_one_step(dataclasses.replace(stage, run=run), options, inputs=inputs,
+                           output=output, overwrite=args.overwrite, runs_dir=args.runs_dir,
+                           seed=seed, deterministic=deterministic, force=args.force)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(outcome.artifact.metrics.items()))
+    cached = " (cached, no work done)" if outcome.cached else ""
+    print(f"model: {outcome.artifact.uri}{cached} ({metrics})")
+    print(outcome.details())
     sys.stdout.flush()
     return 0
-
-
-def _examples_identity(examples: Path) -> str:
-    """The Examples artifact's fingerprint, or (outside a run store) its path and shard sizes."""
-    import json
-
-    artifact = examples / "artifact.json"
-    if artifact.is_file():
-        try:
-            return json.loads(artifact.read_text())["fingerprint"]
-        except (json.JSONDecodeError, KeyError):
-            pass
-    shards = sorted(p for p in examples.glob("*.tfrecord"))
-    return json.dumps([str(examples.resolve()), [[p.name, p.stat().st_size] for p in shards]])

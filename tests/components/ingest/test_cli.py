@@ -210,15 +210,17 @@ def test_a_rerun_removes_the_staging_folder_of_a_killed_ingest(tmp_path, fault_s
             "--workers", "1", "--no-progress"]
     writer = subprocess.Popen([sys.executable, "-m", "edgeline", *argv], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Written in the runs directory beside --output first (published there, then placed).
+    staging = ".edgeline-runs/artifacts/ingest/.*.tmp-*"
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.tmp-*")):
+    while not list(tmp_path.glob(staging)):
         assert writer.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     writer.kill()
     writer.wait()
-    assert [p.name for p in tmp_path.glob(".out.tmp-*")] != []  # what the kill left behind
+    assert [p.name for p in tmp_path.glob(staging)] != []  # what the kill left behind
     assert run_cli(argv) == 0
-    assert list(tmp_path.glob(".out.tmp-*")) == []
+    assert [p for p in tmp_path.rglob("*.tmp-*")] == []
     assert (output / "artifact.json").is_file()
 
 

@@ -77,8 +77,10 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(
     assert rerun.stdout.count("Epoch ") == 5 - finished_epochs, rerun.stdout
     assert not _backups(cache)  # the resumable state is gone once the model is published
 
+    # In a runs directory of its own: beside the resumed one, it would be its cache hit.
     reference = subprocess.run(
-        _command(config, classification_examples, tmp_path / "reference", tmp_path / "c2"),
+        [*_command(config, classification_examples, tmp_path / "reference", tmp_path / "c2"),
+         "--runs-dir", str(tmp_path / "reference-runs")],
         env=env, capture_output=True, text=True, timeout=600)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
