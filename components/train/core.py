@@ -96,7 +96,6 @@ def run(
         distribute.restore_global_state(*previous_state)
 
 
-
 def _run(*, options, examples_dir, output_dir, work_dir, seed, deterministic, initial_model,
          strategy, log) -> TrainResult:
     started = time.time()

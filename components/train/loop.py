@@ -79,6 +79,7 @@ def _verbosity(progress: str) -> int:
         return 1
     return 2
 
+
 @dataclasses.dataclass
 class PhasedTraining:
     """What the phases left behind: their plan, the per-epoch history, the best-epoch keeper
