@@ -165,7 +165,7 @@ def _training_rows(examples: Path, workdir: Path) -> list[dict]:
     import tensorflow as tf
     import tf_keras as keras
 
-    from edgeline.components.train import core, data
+    from edgeline.components.train import callbacks, core, data, loop
     from edgeline.components.train.options import DataOptions, TrainOptions
 
     info = data.read_examples(examples)
@@ -175,18 +175,18 @@ def _training_rows(examples: Path, workdir: Path) -> list[dict]:
                                data=DataOptions(input_size=INPUT_SIZE), progress="off",
                                tensorboard=False)
         task = core.make_task(info, options)
-        phase = core.Phase("train", 0, 2, False, 1.0)
+        phase = loop.Phase("train", 0, 2, False, 1.0)
         sides = {}
         for side in ("pipeline", "plain"):
             keras.utils.set_random_seed(0)
             model = task.build_model()
-            core._compile(model, task, options, phase, steps)
+            loop._compile(model, task, options, phase, steps)
             timer = _StepTimer()
             if side == "pipeline":
                 dataset = task.train_dataset(start_epoch=0, end_epoch=1, steps_per_epoch=steps,
                                              seed=0)
-                callbacks = [timer.callback, core.StopOnNaN(options.optimizer.learning_rate),
-                             core.HistoryLog(workdir / f"{name}-history.json", "train", True),
+                callbacks = [timer.callback, callbacks.StopOnNaN(options.optimizer.learning_rate),
+                             callbacks.HistoryLog(workdir / f"{name}-history.json", "train", True),
                              keras.callbacks.BackupAndRestore(str(workdir / f"{name}-backup"))]
             else:
                 images = tf.random.stateless_normal((batch, *INPUT_SIZE, 3), seed=(1, 2))

@@ -13,23 +13,13 @@ import tf_keras as keras
 from edgeline.models.layers import batch_norm, check_rate, classifier_head, conv2d
 
 
-def cnn(
-    *,
-    num_classes: int,
-    input_shape: tuple[int | None, int | None, int],
-    name: str = "cnn",
-    stage_widths: tuple[int, ...] = (16, 32, 64),
-    convs_per_stage: int = 1,
-    classifier_dropout_rate: float = 0.0,
-    classifier_activation: str | None = None,
-    seed: int | None = None,
-) -> keras.Model:
+def cnn(*, num_classes: int, input_shape: tuple[int | None, int | None, int], name: str = "cnn",
+        stage_widths: tuple[int, ...] = (16, 32, 64), convs_per_stage: int = 1,
+        classifier_dropout_rate: float = 0.0, classifier_activation: str | None = None,
+        seed: int | None = None) -> keras.Model:
     """Builds the small CNN.
 
     Args:
-      num_classes: outputs of the classifier.
-      input_shape: ``(height, width, channels)``.
-      name: the model's name.
       stage_widths: channels of each stage; each stage ends with a 2x2 max pool.
       convs_per_stage: 3x3 convolutions in each stage.
       classifier_dropout_rate: dropout before the classifier.

@@ -65,28 +65,15 @@ def _transition(x, *, compression: float, name: str):
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)  # (N, H/2, W/2)
 
 
-def densenet(
-    *,
-    num_classes: int,
-    input_shape: tuple[int | None, int | None, int],
-    name: str = "densenet",
-    blocks_per_stage: tuple[int, ...] = (6, 12, 24, 16),
-    growth_rate: int = 32,
-    stem: Literal["imagenet", "cifar"] = "imagenet",
-    stem_width: int | None = None,
-    bottleneck: bool = True,
-    compression: float = 0.5,
-    dropout_rate: float = 0.0,
-    classifier_dropout_rate: float = 0.0,
-    classifier_activation: str | None = None,
-    seed: int | None = None,
-) -> keras.Model:
+def densenet(*, num_classes: int, input_shape: tuple[int | None, int | None, int],
+             name: str = "densenet", blocks_per_stage: tuple[int, ...] = (6, 12, 24, 16),
+             growth_rate: int = 32, stem: Literal["imagenet", "cifar"] = "imagenet",
+             stem_width: int | None = None, bottleneck: bool = True, compression: float = 0.5,
+             dropout_rate: float = 0.0, classifier_dropout_rate: float = 0.0,
+             classifier_activation: str | None = None, seed: int | None = None) -> keras.Model:
     """Builds a DenseNet (DenseNet-BC with the defaults).
 
     Args:
-      num_classes: outputs of the classifier.
-      input_shape: ``(height, width, channels)``.
-      name: the model's name.
       blocks_per_stage: layers in each dense block.
       growth_rate: k, feature maps added by each layer.
       stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max pool) or ``"cifar"`` (one 3x3 conv).

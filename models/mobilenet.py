@@ -69,24 +69,14 @@ def _depthwise_bn_relu6(x, strides: int, depth_multiplier: int, name: str):
     return keras.layers.ReLU(6.0, name=f"{name}_relu")(batch_norm(x, name=f"{name}_bn"))
 
 
-def mobilenet_v1(
-    *,
-    num_classes: int,
-    input_shape: tuple[int | None, int | None, int],
-    name: str = "mobilenet_v1",
-    width_multiplier: float = 1.0,
-    depth_multiplier: int = 1,
-    classifier_dropout_rate: float = 0.001,
-    classifier_activation: str | None = None,
-    seed: int | None = None,
-) -> keras.Model:
-    """Builds MobileNet v1 (Howard et al., 2017, Table 1).
+def mobilenet_v1(*, num_classes: int, input_shape: tuple[int | None, int | None, int],
+                 name: str = "mobilenet_v1", width_multiplier: float = 1.0,
+                 depth_multiplier: int = 1, classifier_dropout_rate: float = 0.001,
+                 classifier_activation: str | None = None, seed: int | None = None) -> keras.Model:
+    """Builds MobileNet v1 (Howard et al., 2017, Table 1). The resolution multiplier of the
+    paper is simply a smaller ``input_shape``.
 
     Args:
-      num_classes: outputs of the classifier.
-      input_shape: ``(height, width, channels)``; the resolution multiplier of the paper is
-        simply a smaller input.
-      name: the model's name.
       width_multiplier: alpha, Sec. 3.3: every layer has ``alpha`` times the channels.
       depth_multiplier: channels of each depthwise convolution per input channel.
       classifier_dropout_rate: dropout before the classifier (TF-Slim keeps 0.999).
@@ -154,22 +144,13 @@ def mobilenet_v2_features(inputs, width_multiplier: float = 1.0) -> dict[int, ob
     return {stride: features[stride] for stride in (8, 16, 32)}
 
 
-def mobilenet_v2(
-    *,
-    num_classes: int,
-    input_shape: tuple[int | None, int | None, int],
-    name: str = "mobilenet_v2",
-    width_multiplier: float = 1.0,
-    classifier_dropout_rate: float = 0.2,
-    classifier_activation: str | None = None,
-    seed: int | None = None,
-) -> keras.Model:
+def mobilenet_v2(*, num_classes: int, input_shape: tuple[int | None, int | None, int],
+                 name: str = "mobilenet_v2", width_multiplier: float = 1.0,
+                 classifier_dropout_rate: float = 0.2, classifier_activation: str | None = None,
+                 seed: int | None = None) -> keras.Model:
     """Builds MobileNet v2 (Sandler et al., 2018, Table 2).
 
     Args:
-      num_classes: outputs of the classifier.
-      input_shape: ``(height, width, channels)``.
-      name: the model's name.
       width_multiplier: alpha: scales every layer's channels (rounded to multiples of 8). The
         last 1x1 convolution keeps 1280 channels for alpha <= 1 (Sec. 6.1).
       classifier_dropout_rate: dropout before the classifier (TF-Slim keeps 0.8).

@@ -6,9 +6,12 @@
     model = models.build("resnet110_cifar", final_survival_probability=0.8)
 
 A builder is a function ``builder(*, num_classes, input_shape, name, **options)`` with explicit
-keyword options; a registered name fixes some of them (its *preset*, e.g. ``depth=50``) and
-gives the default input shape and number of classes. Options given to :func:`build` override
-the preset; an option the builder does not take is refused with the list of those it takes.
+keyword options: ``num_classes`` is the number of outputs (classes, or actions for a
+Q-network), ``input_shape`` is ``(height, width, channels)`` without the batch dimension,
+``name`` is the model's name, and the builder's docstring describes its options. A registered
+name fixes some of them (its *preset*, e.g. ``depth=50``) and gives the default input shape
+and number of classes. Options given to :func:`build` override the preset; an option the
+builder does not take is refused with the list of those it takes.
 
 Builders are referenced as ``"module:function"`` strings and imported on first build, so that
 listing the registry (``edgeline models list``) does not import TensorFlow. Other modules add

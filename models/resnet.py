@@ -45,33 +45,21 @@ from edgeline.models.layers import (
 BOTTLENECK_EXPANSION = 4  # He et al. (2016), Fig. 5: 1x1 (w), 3x3 (w), 1x1 (4w)
 
 
-def resnet(
-    *,
-    num_classes: int,
-    input_shape: tuple[int | None, int | None, int],
-    name: str = "resnet",
-    block_type: Literal["basic", "bottleneck"] = "bottleneck",
-    blocks_per_stage: tuple[int, ...] = (3, 4, 6, 3),
-    stage_widths: tuple[int, ...] = (64, 128, 256, 512),
-    width_factor: int = 1,
-    version: Literal[1, 2] = 1,
-    stem: Literal["imagenet", "cifar"] = "imagenet",
-    stem_width: int | None = None,
-    shortcut: Literal["projection", "zero_pad"] = "projection",
-    final_survival_probability: float = 1.0,
-    survival_rule: Literal["linear", "uniform"] = "linear",
-    stochastic_depth_granularity: Literal["batch", "sample"] = "batch",
-    block_dropout_rate: float = 0.0,
-    classifier_dropout_rate: float = 0.0,
-    classifier_activation: str | None = None,
-    seed: int | None = None,
-) -> keras.Model:
+def resnet(*, num_classes: int, input_shape: tuple[int | None, int | None, int],
+           name: str = "resnet", block_type: Literal["basic", "bottleneck"] = "bottleneck",
+           blocks_per_stage: tuple[int, ...] = (3, 4, 6, 3),
+           stage_widths: tuple[int, ...] = (64, 128, 256, 512), width_factor: int = 1,
+           version: Literal[1, 2] = 1, stem: Literal["imagenet", "cifar"] = "imagenet",
+           stem_width: int | None = None,
+           shortcut: Literal["projection", "zero_pad"] = "projection",
+           final_survival_probability: float = 1.0,
+           survival_rule: Literal["linear", "uniform"] = "linear",
+           stochastic_depth_granularity: Literal["batch", "sample"] = "batch",
+           block_dropout_rate: float = 0.0, classifier_dropout_rate: float = 0.0,
+           classifier_activation: str | None = None, seed: int | None = None) -> keras.Model:
     """Builds a ResNet.
 
     Args:
-      num_classes: outputs of the classifier.
-      input_shape: ``(height, width, channels)``.
-      name: the model's name.
       block_type: ``"basic"`` (two 3x3 convolutions) or ``"bottleneck"`` (1x1, 3x3, 1x1 with
         4x expansion).
       blocks_per_stage: residual blocks in each stage; every stage after the first halves the
@@ -110,7 +98,7 @@ def resnet(
     survival = survival_probabilities(
         sum(blocks_per_stage), final_survival_probability, survival_rule
     )
-    block = _BLOCKS[(block_type, version)]
+    residual_branch = _RESIDUAL_BRANCHES[(block_type, version)]
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = _stem(inputs, stem=stem, stem_width=stem_width, version=version)
@@ -118,8 +106,10 @@ def resnet(
     for stage, (num_blocks, width) in enumerate(zip(blocks_per_stage, stage_widths), start=1):
         for block_in_stage in range(num_blocks):
             first_stride = 1 if stage == 1 else 2
-            x = block(
+            x = _residual_block(
                 x,
+                residual_branch=residual_branch,
+                version=version,
                 width=width * width_factor,
                 output_width=_output_width(block_type, width, width_factor),
                 strides=first_stride if block_in_stage == 0 else 1,
@@ -226,81 +216,76 @@ def _dropout(x, rate: float, seed: int | None, name: str):
     return keras.layers.Dropout(rate, seed=seed, name=name)(x) if rate > 0.0 else x
 
 
-def _basic_v1(inputs, *, width, output_width, strides, shortcut, survival_probability,
-              granularity, dropout_rate, seed, name):
-    """He et al. (2016), Fig. 2: conv3x3-BN-ReLU, conv3x3-BN, add, ReLU."""
+def _residual_block(inputs, *, residual_branch, version, width, output_width, strides, shortcut,
+                    survival_probability, granularity, dropout_rate, seed, name):
+    """One residual block: ``residual_branch`` (one of :data:`_RESIDUAL_BRANCHES`) plus the
+    identity, projected when the shape changes, joined through stochastic depth. v1 ends in a
+    ReLU after the sum (He et al., 2016, Fig. 2); v2 leaves the sum as it is (Identity
+    Mappings, Fig. 4(e))."""
+    residual, shortcut_from = residual_branch(inputs, width=width, output_width=output_width,
+                                              strides=strides, dropout_rate=dropout_rate,
+                                              seed=seed, name=name)
+    identity = inputs
+    if _needs_projection(inputs, output_width, strides):
+        identity = _shortcut(shortcut_from, output_width=output_width, strides=strides,
+                             shortcut=shortcut, version=version, name=name)
+    x = _join(identity, residual, survival_probability=survival_probability,
+              granularity=granularity, seed=seed, name=name)
+    return keras.layers.ReLU(name=f"{name}_out")(x) if version == 1 else x
+
+
+# The residual branches return (residual, what a projection shortcut reads): the block's
+# input in v1, its pre-activation in v2 (Identity Mappings, Fig. 4(e)).
+
+
+def _basic_v1(inputs, *, width, output_width, strides, dropout_rate, seed, name):
+    """He et al. (2016), Fig. 2: conv3x3-BN-ReLU, conv3x3-BN (add, ReLU in the block)."""
     x = conv2d(inputs, width, 3, strides=strides, name=f"{name}_conv1")
     x = keras.layers.ReLU(name=f"{name}_relu1")(batch_norm(x, name=f"{name}_bn1"))
     x = _dropout(x, dropout_rate, seed, name=f"{name}_dropout")
     x = conv2d(x, output_width, 3, name=f"{name}_conv2")
-    residual = batch_norm(x, name=f"{name}_bn2")
-    identity = inputs
-    if _needs_projection(inputs, output_width, strides):
-        identity = _shortcut(inputs, output_width=output_width, strides=strides,
-                             shortcut=shortcut, version=1, name=name)
-    x = _join(identity, residual, survival_probability=survival_probability,
-              granularity=granularity, seed=seed, name=name)
-    return keras.layers.ReLU(name=f"{name}_out")(x)
+    return batch_norm(x, name=f"{name}_bn2"), inputs
 
 
-def _bottleneck_v1(inputs, *, width, output_width, strides, shortcut, survival_probability,
-                   granularity, dropout_rate, seed, name):
-    """He et al. (2016), Fig. 5 right: 1x1 (w), 3x3 (w, stride), 1x1 (4w), add, ReLU."""
+def _bottleneck_v1(inputs, *, width, output_width, strides, dropout_rate, seed, name):
+    """He et al. (2016), Fig. 5 right: 1x1 (w), 3x3 (w, stride), 1x1 (4w) (add, ReLU in the
+    block)."""
     x = conv2d(inputs, width, 1, name=f"{name}_conv1")
     x = keras.layers.ReLU(name=f"{name}_relu1")(batch_norm(x, name=f"{name}_bn1"))
     x = conv2d(x, width, 3, strides=strides, name=f"{name}_conv2")
     x = keras.layers.ReLU(name=f"{name}_relu2")(batch_norm(x, name=f"{name}_bn2"))
     x = _dropout(x, dropout_rate, seed, name=f"{name}_dropout")
     x = conv2d(x, output_width, 1, name=f"{name}_conv3")
-    residual = batch_norm(x, name=f"{name}_bn3")
-    identity = inputs
-    if _needs_projection(inputs, output_width, strides):
-        identity = _shortcut(inputs, output_width=output_width, strides=strides,
-                             shortcut=shortcut, version=1, name=name)
-    x = _join(identity, residual, survival_probability=survival_probability,
-              granularity=granularity, seed=seed, name=name)
-    return keras.layers.ReLU(name=f"{name}_out")(x)
+    return batch_norm(x, name=f"{name}_bn3"), inputs
 
 
 def _preactivation(inputs, name: str):
     return keras.layers.ReLU(name=f"{name}_preact_relu")(batch_norm(inputs, name=f"{name}_preact_bn"))
 
 
-def _basic_v2(inputs, *, width, output_width, strides, shortcut, survival_probability,
-              granularity, dropout_rate, seed, name):
-    """Identity Mappings, Fig. 4(e): BN-ReLU-conv3x3, BN-ReLU-(dropout)-conv3x3, add."""
+def _basic_v2(inputs, *, width, output_width, strides, dropout_rate, seed, name):
+    """Identity Mappings, Fig. 4(e): BN-ReLU-conv3x3, BN-ReLU-(dropout)-conv3x3 (add in the
+    block)."""
     preact = _preactivation(inputs, name)
     x = conv2d(preact, width, 3, strides=strides, name=f"{name}_conv1")
     x = keras.layers.ReLU(name=f"{name}_relu1")(batch_norm(x, name=f"{name}_bn1"))
     x = _dropout(x, dropout_rate, seed, name=f"{name}_dropout")
-    residual = conv2d(x, output_width, 3, name=f"{name}_conv2")
-    identity = inputs
-    if _needs_projection(inputs, output_width, strides):
-        identity = _shortcut(preact, output_width=output_width, strides=strides,
-                             shortcut=shortcut, version=2, name=name)
-    return _join(identity, residual, survival_probability=survival_probability,
-                 granularity=granularity, seed=seed, name=name)
+    return conv2d(x, output_width, 3, name=f"{name}_conv2"), preact
 
 
-def _bottleneck_v2(inputs, *, width, output_width, strides, shortcut, survival_probability,
-                   granularity, dropout_rate, seed, name):
-    """Identity Mappings, Fig. 4(e) with a bottleneck: BN-ReLU before each of 1x1, 3x3, 1x1."""
+def _bottleneck_v2(inputs, *, width, output_width, strides, dropout_rate, seed, name):
+    """Identity Mappings, Fig. 4(e) with a bottleneck: BN-ReLU before each of 1x1, 3x3, 1x1
+    (add in the block)."""
     preact = _preactivation(inputs, name)
     x = conv2d(preact, width, 1, name=f"{name}_conv1")
     x = keras.layers.ReLU(name=f"{name}_relu1")(batch_norm(x, name=f"{name}_bn1"))
     x = conv2d(x, width, 3, strides=strides, name=f"{name}_conv2")
     x = keras.layers.ReLU(name=f"{name}_relu2")(batch_norm(x, name=f"{name}_bn2"))
     x = _dropout(x, dropout_rate, seed, name=f"{name}_dropout")
-    residual = conv2d(x, output_width, 1, name=f"{name}_conv3")
-    identity = inputs
-    if _needs_projection(inputs, output_width, strides):
-        identity = _shortcut(preact, output_width=output_width, strides=strides,
-                             shortcut=shortcut, version=2, name=name)
-    return _join(identity, residual, survival_probability=survival_probability,
-                 granularity=granularity, seed=seed, name=name)
+    return conv2d(x, output_width, 1, name=f"{name}_conv3"), preact
 
 
-_BLOCKS = {
+_RESIDUAL_BRANCHES = {
     ("basic", 1): _basic_v1,
     ("bottleneck", 1): _bottleneck_v1,
     ("basic", 2): _basic_v2,

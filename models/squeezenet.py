@@ -75,22 +75,12 @@ def fire_module(x, *, squeeze_filters: int, expand_1x1_filters: int, expand_3x3_
     return expanded
 
 
-def squeezenet(
-    *,
-    num_classes: int,
-    input_shape: tuple[int, int, int],
-    name: str = "squeezenet",
-    version: Literal["1.0", "1.1"] = "1.1",
-    squeeze_ratio: float = 0.125,
-    expand_3x3_fraction: float = 0.5,
-    base_expand_filters: int = 128,
-    expand_increment: int = 128,
-    fire_frequency: int = 2,
-    simple_bypass: bool = False,
-    classifier_dropout_rate: float = 0.5,
-    classifier_activation: str | None = None,
-    seed: int | None = None,
-) -> keras.Model:
+def squeezenet(*, num_classes: int, input_shape: tuple[int, int, int], name: str = "squeezenet",
+               version: Literal["1.0", "1.1"] = "1.1", squeeze_ratio: float = 0.125,
+               expand_3x3_fraction: float = 0.5, base_expand_filters: int = 128,
+               expand_increment: int = 128, fire_frequency: int = 2, simple_bypass: bool = False,
+               classifier_dropout_rate: float = 0.5, classifier_activation: str | None = None,
+               seed: int | None = None) -> keras.Model:
     """Builds SqueezeNet.
 
     Args:

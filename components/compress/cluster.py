@@ -9,13 +9,17 @@ keeps the pruned weights at zero (the zero cluster is fixed), so the two steps c
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgeline.components.compress.finetune import TrainingData, fine_tune, require_epochs
+from edgeline.components.compress.finetune import (
+    CompressedModel,
+    TrainingData,
+    fine_tune,
+    require_epochs,
+)
 from edgeline.components.compress.options import ClusterOptions, FineTuneOptions
 from edgeline.components.compress.selection import kernels, select_layers, wrap_layers
 
@@ -25,13 +29,6 @@ CENTROID_INITIALIZATIONS = {
     "density-based": "DENSITY_BASED",
     "random": "RANDOM",
 }
-
-
-@dataclasses.dataclass
-class ClusterResult:
-    model: Any
-    report: dict[str, Any]
-    history: dict[str, list[float]]
 
 
 def _clustering_support(number_of_clusters: int):
@@ -74,7 +71,7 @@ def cluster_report(model, clustered_layers: list[str]) -> dict[str, Any]:
 
 
 def cluster(model, data: TrainingData, options: ClusterOptions,
-            fine_tune_options: FineTuneOptions) -> ClusterResult:
+            fine_tune_options: FineTuneOptions) -> CompressedModel:
     """A clustered copy of ``model``, fine-tuned, with the clustering wrappers stripped."""
     import tensorflow_model_optimization as tfmot
 
@@ -106,4 +103,4 @@ def cluster(model, data: TrainingData, options: ClusterOptions,
         preserve_sparsity=options.preserve_sparsity,
         selection=selection.to_json(),
     )
-    return ClusterResult(model=stripped, report=report, history=history)
+    return CompressedModel(model=stripped, report=report, history=history)

@@ -100,7 +100,7 @@ class ExamplesTask:
     """The train stage's view of the Examples (its input pipeline and the task's loss)."""
 
     info: Any  # train.data.ExamplesInfo
-    task: Any  # train.core.ClassificationTask | DetectionTask
+    task: Any  # train.task.ClassificationTask | DetectionTask
     steps_per_epoch: int
 
     def training_data(self, model, seed: int) -> TrainingData:
@@ -245,6 +245,25 @@ def summary_metrics(after: dict[str, float], before: dict[str, float],
     return metrics
 
 
+def write_report(path: Path, *, model_dir: str | os.PathLike, source: SourceModel,
+                 options: CompressOptions, started: float, **measured: Any) -> dict[str, Any]:
+    """Writes a compress run's JSON report (``compress.json``, or ``frontier.json`` in
+    frontier mode) and returns it: the version, the source and its task, what the mode
+    ``measured``, the options and the seconds since ``started``."""
+    report = {
+        "edgeline_version": edgeline.__version__,
+        "source": os.fspath(model_dir),
+        "task": source.task,
+        **measured,
+        "options": to_plain(options),
+        "seconds": round(time.time() - started, 2),
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=True, default=float)
+        f.write("\n")
+    return report
+
+
 def run(*, options: CompressOptions, model_dir: str | os.PathLike,
         examples_dir: str | os.PathLike, output_dir: str | os.PathLike, seed: int = 0,
         deterministic: bool = False, log: Log | None = None) -> CompressResult:
@@ -275,20 +294,11 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
                                     ("compressed", output_dir, outcome.model))
     }
     metrics = summary_metrics(evaluated["compressed"], evaluated["original"], outcome)
-    report = {
-        "edgeline_version": edgeline.__version__,
-        "source": os.fspath(model_dir),
-        "task": source.task,
-        "original_metrics": before,
-        "evaluation": evaluated,
-        "steps": outcome.to_json(),
-        "metrics": metrics,
-        "options": to_plain(options),
-        "seconds": round(time.time() - started, 2),
-    }
-    with open(output_dir / REPORT_FILE, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, sort_keys=True, default=float)
-        f.write("\n")
+    report = write_report(
+        output_dir / REPORT_FILE, model_dir=model_dir, source=source, options=options,
+        started=started, original_metrics=before, evaluation=evaluated,
+        steps=outcome.to_json(), metrics=metrics,
+    )
     properties = {
         "task": source.task,
         "recipe": [step.method for step in options.steps],

@@ -18,6 +18,16 @@ from edgeline.pipeline.errors import UserError
 
 
 @dataclasses.dataclass
+class CompressedModel:
+    """What a compression method returns: the new model (for QAT, with its fake-quant
+    wrappers in place), a report of what it did, and the fine-tuning history."""
+
+    model: Any
+    report: dict[str, Any]
+    history: dict[str, list[float]]
+
+
+@dataclasses.dataclass
 class TrainingData:
     """What fine-tuning needs.
 

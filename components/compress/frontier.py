@@ -15,13 +15,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import edgeline
+import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgeline.common.artifact_types.frontier import (
     CSV_FILE,
     LATENCY_PLOT,
@@ -31,7 +30,6 @@ from edgeline.common.artifact_types.frontier import (
 )
 from edgeline.components.compress import core
 from edgeline.components.compress.options import CompressOptions, Recipe
-from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import UserError
 
 ORIGINAL = "original"
@@ -174,8 +172,6 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
         deterministic: bool = False, log: core.Log | None = None) -> FrontierResult:
     """Run every recipe on ``model_dir``, export and measure each, choose, and write the
     table, the plots and ``frontier.json`` into ``output_dir``."""
-    from edgeline.components.export import convert
-
     if options.mode != "frontier":
         raise UserError(f"frontier.run needs mode='frontier'; received mode={options.mode!r}")
     log = log or core._stderr
@@ -185,10 +181,54 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
     core.configure_determinism(seed, deterministic)
     source = core.read_source(model_dir)
     task = core.examples_task(examples_dir, source, options.fine_tune)
-    measure = dict(task=source.task, examples_dir=examples_dir, options=options, seed=seed)
 
+    rows, recipes_report = measure_recipes(
+        source=source, task=task, options=options, model_dir=Path(model_dir),
+        examples_dir=examples_dir, output_dir=output_dir, seed=seed, log=log,
+    )
+    for row in rows:  # paths inside the artifact, relative: the runner moves the directory
+        row["tflite"] = os.path.relpath(row["tflite"], output_dir)
+        if "model_dir" in row and Path(row["model_dir"]).is_relative_to(output_dir):
+            row["model_dir"] = os.path.relpath(row["model_dir"], output_dir)
+    budget = options.frontier.accuracy_budget
+    chosen = choose(rows, budget)
+    metric_name = "box mAP" if source.task == "detection" else "top-1"
+    write_table_and_plots(rows, metric_name=metric_name, budget_points=budget,
+                          output_dir=output_dir)
+    chosen_row = next((row for row in rows if row["chosen"]), None)
+    report = core.write_report(
+        output_dir / REPORT_FILE, model_dir=model_dir, source=source, options=options,
+        started=started, metric=metric_name, accuracy_budget_points=budget, chosen=chosen,
+        rows=rows, recipes=recipes_report,
+    )
+    if chosen is None:
+        log(f"compress: frontier: no recipe is within {budget:g} point(s) of the original")
+    else:
+        log(f"compress: frontier: chosen {chosen} ({chosen_row['gzip_bytes']:,} gzip bytes, "
+            f"{100 * chosen_row['accuracy']:.2f}% vs {100 * rows[0]['accuracy']:.2f}%)")
+    properties = {
+        "task": source.task,
+        "chosen": chosen,
+        "chosen_tflite": chosen_row["tflite"] if chosen_row else None,
+        "recipes": [row["recipe"] for row in rows],
+        "table": TABLE_FILE,
+        "plots": [SIZE_PLOT, LATENCY_PLOT],
+    }
+    return FrontierResult(directory=output_dir, rows=rows, chosen=chosen, report=report,
+                          metrics=headline_metrics(rows, chosen_row), properties=properties)
+
+
+def measure_recipes(*, source: core.SourceModel, task: core.ExamplesTask,
+                    options: CompressOptions, model_dir: Path, examples_dir,
+                    output_dir: Path, seed: int, log: core.Log
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The original's float32 ``.tflite`` first, then each recipe run, exported and measured:
+    the frontier's rows (paths absolute) and each recipe's step report."""
+    from edgeline.components.export import convert
+
+    measure = dict(task=source.task, examples_dir=examples_dir, options=options, seed=seed)
     log("compress: frontier: measuring the original (float32 .tflite)")
-    original = export_and_measure(Path(model_dir), output_dir / "recipes" / ORIGINAL / "tflite",
+    original = export_and_measure(model_dir, output_dir / "recipes" / ORIGINAL / "tflite",
                                   quantize="none", **measure)
     rows = [{"recipe": ORIGINAL, "steps": "", "quantize": "none",
              "kernel_sparsity": _kernel_sparsity(source.model), "seconds": 0.0, **original}]
@@ -205,7 +245,7 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
             model, model_path = outcome.model, recipe_dir / "model"
             recipes_report[name] = outcome.to_json()
         else:
-            model, model_path = source.model, Path(model_dir)
+            model, model_path = source.model, model_dir
             recipes_report[name] = []
         quantize = tflite_quantize(recipe, convert.is_quantization_aware(model))
         if not recipe.steps and quantize == "none":
@@ -224,44 +264,26 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
         })
         log(f"compress: frontier: {name}: accuracy {figures['accuracy']:.4f}, "
             f"{figures['gzip_bytes']:,} gzip bytes, {figures['latency_ms']:.3f} ms")
+    return rows, recipes_report
 
-    for row in rows:  # paths inside the artifact, relative: the runner moves the directory
-        row["tflite"] = os.path.relpath(row["tflite"], output_dir)
-        if "model_dir" in row and Path(row["model_dir"]).is_relative_to(output_dir):
-            row["model_dir"] = os.path.relpath(row["model_dir"], output_dir)
-    budget = options.frontier.accuracy_budget
-    chosen = choose(rows, budget)
-    metric_name = "box mAP" if source.task == "detection" else "top-1"
+
+def write_table_and_plots(rows: list[dict[str, Any]], *, metric_name: str,
+                          budget_points: float, output_dir: Path) -> None:
+    """The frontier as a Markdown table, a CSV, and the two trade-off plots."""
     (output_dir / TABLE_FILE).write_text(markdown_table(rows, metric_name), encoding="utf-8")
     with open(output_dir / CSV_FILE, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, x_key="gzip_bytes", x_label="model size (gzip bytes of the .tflite)",
-         metric_name=metric_name, budget_points=budget, path=output_dir / SIZE_PLOT)
+         metric_name=metric_name, budget_points=budget_points, path=output_dir / SIZE_PLOT)
     plot(rows, x_key="latency_ms", x_label="latency (ms, batch 1, 1 thread, LiteRT)",
-         metric_name=metric_name, budget_points=budget, path=output_dir / LATENCY_PLOT)
-    chosen_row = next((row for row in rows if row["chosen"]), None)
-    report = {
-        "edgeline_version": edgeline.__version__,
-        "source": os.fspath(model_dir),
-        "task": source.task,
-        "metric": metric_name,
-        "accuracy_budget_points": budget,
-        "chosen": chosen,
-        "rows": rows,
-        "recipes": recipes_report,
-        "options": to_plain(options),
-        "seconds": round(time.time() - started, 2),
-    }
-    with open(output_dir / REPORT_FILE, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, sort_keys=True, default=float)
-        f.write("\n")
-    if chosen is None:
-        log(f"compress: frontier: no recipe is within {budget:g} point(s) of the original")
-    else:
-        log(f"compress: frontier: chosen {chosen} ({chosen_row['gzip_bytes']:,} gzip bytes, "
-            f"{100 * chosen_row['accuracy']:.2f}% vs {100 * rows[0]['accuracy']:.2f}%)")
+         metric_name=metric_name, budget_points=budget_points, path=output_dir / LATENCY_PLOT)
+
+
+def headline_metrics(rows: list[dict[str, Any]],
+                     chosen_row: dict[str, Any] | None) -> dict[str, Any]:
+    """The original's accuracy and size, and the chosen model's (when one is in budget)."""
     metrics = {"original_accuracy": rows[0]["accuracy"],
                "original_gzip_bytes": rows[0]["gzip_bytes"]}
     if chosen_row is not None:
@@ -269,13 +291,4 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
                        chosen_gzip_bytes=chosen_row["gzip_bytes"],
                        chosen_tflite_bytes=chosen_row["tflite_bytes"],
                        chosen_latency_ms=chosen_row["latency_ms"])
-    properties = {
-        "task": source.task,
-        "chosen": chosen,
-        "chosen_tflite": chosen_row["tflite"] if chosen_row else None,
-        "recipes": [row["recipe"] for row in rows],
-        "table": TABLE_FILE,
-        "plots": [SIZE_PLOT, LATENCY_PLOT],
-    }
-    return FrontierResult(directory=output_dir, rows=rows, chosen=chosen, report=report,
-                          metrics=metrics, properties=properties)
+    return metrics

@@ -13,13 +13,13 @@ axis (Mishra et al., "Accelerating Sparse Deep Neural Networks", 2021).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgeline.components.compress.finetune import (
+    CompressedModel,
     TrainingData,
     fine_tune,
     require_epochs,
@@ -29,13 +29,6 @@ from edgeline.components.compress.options import FineTuneOptions, PruneOptions
 from edgeline.components.compress.selection import kernels, select_layers, wrap_layers
 
 MASK_UPDATES = 16  # mask updates along the ramp when pruning_frequency is None
-
-
-@dataclasses.dataclass
-class PruneResult:
-    model: Any
-    report: dict[str, Any]
-    history: dict[str, list[float]]
 
 
 def _pruning_support(structure: str):
@@ -116,7 +109,7 @@ def sparsity_report(model, pruned_layers: list[str] | None = None) -> dict[str, 
 
 
 def prune(model, data: TrainingData, options: PruneOptions,
-          fine_tune_options: FineTuneOptions) -> PruneResult:
+          fine_tune_options: FineTuneOptions) -> CompressedModel:
     """A pruned copy of ``model``, fine-tuned, with the pruning wrappers stripped.
 
     The layers named by ``options.layers`` (by default all but the first convolution and the
@@ -149,7 +142,7 @@ def prune(model, data: TrainingData, options: PruneOptions,
         schedule=options.schedule,
         selection=selection.to_json(),
     )
-    return PruneResult(model=stripped, report=report, history=history)
+    return CompressedModel(model=stripped, report=report, history=history)
 
 
 def m_by_n_violations(kernel: np.ndarray, m_nonzero: int = 2, block: int = 4) -> int:

@@ -18,15 +18,17 @@ reason reported, never a crash.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgeline.components.compress.finetune import TrainingData, fine_tune, require_epochs
+from edgeline.components.compress.finetune import (
+    CompressedModel,
+    TrainingData,
+    fine_tune,
+    require_epochs,
+)
 from edgeline.components.compress.options import FineTuneOptions, QatOptions
 from edgeline.components.compress.selection import (
     copy_model,
@@ -80,13 +82,6 @@ CUSTOM_QUANTIZE_CONFIGS = {
     "StochasticDepth": OutputQuantizeConfig,  # shortcut + p * residual: a new range
     "ChannelZeroPad": NoOpQuantizeConfig,  # appends zeros: the input's range
 }
-
-
-@dataclasses.dataclass
-class QatResult:
-    model: Any  # the quantization-aware model (fake-quant wrappers in place)
-    report: dict[str, Any]
-    history: dict[str, list[float]]
 
 
 def quantize_scope(model=None):
@@ -171,23 +166,23 @@ def _relu_after_layer_transforms():
             quantize_aware_activation.NoOpActivation(), use_legacy_format=True)
         return match_layer
 
-    class LayerReLUQuantize(transforms.LayerReLUQuantize):
-        def replacement(self, match_layer):
-            return keep_weight_quantizer(match_layer, super().replacement)
+    def keeping_weight_quantizer(rule):
+        """TF-MOT's ``rule`` with its replacement through ``keep_weight_quantizer``, under
+        the rule's own class name (TF-MOT's model transformer keys its matches by it)."""
 
-        def custom_objects(self):
-            return {**super().custom_objects(),
-                    "NoOpActivation": quantize_aware_activation.NoOpActivation}
+        class Rule(rule):
+            def replacement(self, match_layer):
+                return keep_weight_quantizer(match_layer, super().replacement)
 
-    class LayerReluActivationQuantize(transforms.LayerReluActivationQuantize):
-        def replacement(self, match_layer):
-            return keep_weight_quantizer(match_layer, super().replacement)
+            def custom_objects(self):
+                return {**super().custom_objects(),
+                        "NoOpActivation": quantize_aware_activation.NoOpActivation}
 
-        def custom_objects(self):
-            return {**super().custom_objects(),
-                    "NoOpActivation": quantize_aware_activation.NoOpActivation}
+        Rule.__name__ = Rule.__qualname__ = rule.__name__
+        return Rule
 
-    return LayerReLUQuantize, LayerReluActivationQuantize
+    return (keeping_weight_quantizer(transforms.LayerReLUQuantize),
+            keeping_weight_quantizer(transforms.LayerReluActivationQuantize))
 
 
 def _layout_transform():
@@ -377,7 +372,7 @@ def calibrate_ranges(quantized, reference, images) -> int:
 
 
 def qat(model, data: TrainingData, options: QatOptions,
-        fine_tune_options: FineTuneOptions) -> QatResult:
+        fine_tune_options: FineTuneOptions) -> CompressedModel:
     """A quantization-aware copy of ``model``, fine-tuned; convert it with quantize='int8'."""
     require_epochs("qat", fine_tune_options.epochs)
     quantized, report = quantize_aware(model, options)
@@ -389,4 +384,4 @@ def qat(model, data: TrainingData, options: QatOptions,
         # CQAT trains through centroid and association variables; strip them so the saved
         # model holds plain (clustered) kernels under the fake-quant wrappers.
         quantized = tfmot.experimental.combine.strip_clustering_cqat(quantized)
-    return QatResult(model=quantized, report=report, history=history)
+    return CompressedModel(model=quantized, report=report, history=history)

@@ -45,19 +45,12 @@ def _run_frontier(context: StageContext) -> StageResult:
     return StageResult(properties=result.properties, metrics=result.metrics)
 
 
+# Two declarations of one kind, kept compact: the stages differ only in these fields.
 STAGES = (
-    Stage(
-        name="compress",
-        options_type=CompressOptions,
-        artifact_type="Model",
-        run=_run_compress,
-        description="prune, cluster, quantization-aware train, distill or BN-fold a Model",
-    ),
-    Stage(
-        name="compress_frontier",
-        options_type=CompressFrontierOptions,
-        artifact_type="Frontier",
-        run=_run_frontier,
-        description="run compression recipes; report accuracy vs size and latency; choose",
-    ),
+    Stage(name="compress", options_type=CompressOptions, artifact_type="Model",
+          run=_run_compress,
+          description="prune, cluster, quantization-aware train, distill or BN-fold a Model"),
+    Stage(name="compress_frontier", options_type=CompressFrontierOptions,
+          artifact_type="Frontier", run=_run_frontier,
+          description="run compression recipes; report accuracy vs size and latency; choose"),
 )

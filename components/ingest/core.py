@@ -233,43 +233,15 @@ def run(
 ) -> StageResult:
     """Ingest ``options``' source into ``output_dir``; return the artifact's properties
     (task, splits with seen/written/fixed/rejected/shards, num_classes) and metrics."""
-    from edgeline.components.ingest.plan import forget_plan
     from edgeline.components.ingest.tfds_metadata import write_tfds_metadata
 
     started = time.time()
     output_dir = Path(output_dir)
-    source, val_labels = options.source, options.val_labels
-    if source in ("builtin:classification", "builtin:detection"):
-        if cache_dir is None:
-            raise UserError(f"source {source!r} needs a cache directory for the demo data")
-        source = str(builtin_source(source.split(":")[1], Path(cache_dir), seed))
-        if options.format == "imagenet" and val_labels is None:
-            val_labels = os.path.join(source, "val_labels.csv")
+    source, val_labels = _resolve_source(options, cache_dir, seed)
     work_dir = output_dir / f".ingest-work-{uuid.uuid4().hex[:8]}"
     # Bad input stops in planning, before Beam is even imported.
     units, plan, extra = _plan(options, source, val_labels, work_dir, output_dir)
-    with _quiet_root_logger():
-        from edgeline.components.ingest import beam_pipeline
-    workers = options.workers or os.cpu_count() or 1
-    beam_pipeline.pipeline_options(workers, options.runner, options.beam_options)  # flags ok?
-    (work_dir / "reports").mkdir(parents=True)
-    try:
-        plan_path = str(work_dir / "plan.pkl")
-        plan.save(plan_path)
-        beam_pipeline.run_pipeline(
-            units,
-            plan_path,
-            report_dir=plan.report_dir,
-            total_shards=sum(plan.shard_counts.values()),
-            workers=workers,
-            runner=options.runner,
-            beam_args=options.beam_options,
-            progress=progress,
-        )
-        forget_plan(plan_path)
-        merged = _merge_reports(plan)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    merged = _run_beam(options, units, plan, work_dir, progress)
     splits = {split: _split_counts(plan, split, summary) for split, summary in merged.items()}
     if not any(s["seen"] for s in splits.values()):
         raise UserError(f"no input files found in ingest source {source!r}")
@@ -300,6 +272,49 @@ def run(
         "shard_writer_seconds": round(sum(m["writer_seconds"] for m in merged.values()), 3),
     }
     return StageResult(properties=properties, metrics=metrics)
+
+
+def _resolve_source(options: IngestOptions, cache_dir: str | os.PathLike | None,
+                    seed: int) -> tuple[str, str | None]:
+    """The source folder and validation labels to read: the options' own, or for a
+    ``builtin:`` source the demo data written (once) into ``cache_dir``."""
+    source, val_labels = options.source, options.val_labels
+    if source in ("builtin:classification", "builtin:detection"):
+        if cache_dir is None:
+            raise UserError(f"source {source!r} needs a cache directory for the demo data")
+        source = str(builtin_source(source.split(":")[1], Path(cache_dir), seed))
+        if options.format == "imagenet" and val_labels is None:
+            val_labels = os.path.join(source, "val_labels.csv")
+    return source, val_labels
+
+
+def _run_beam(options: IngestOptions, units, plan, work_dir: Path, progress: bool) -> dict:
+    """Runs the Beam pipeline over the planned ``units`` and returns each split's merged
+    report; the work directory (the pickled plan, the workers' reports) is removed after."""
+    from edgeline.components.ingest.plan import forget_plan
+
+    with _quiet_root_logger():
+        from edgeline.components.ingest import beam_pipeline
+    workers = options.workers or os.cpu_count() or 1
+    beam_pipeline.pipeline_options(workers, options.runner, options.beam_options)  # flags ok?
+    (work_dir / "reports").mkdir(parents=True)
+    try:
+        plan_path = str(work_dir / "plan.pkl")
+        plan.save(plan_path)
+        beam_pipeline.run_pipeline(
+            units,
+            plan_path,
+            report_dir=plan.report_dir,
+            total_shards=sum(plan.shard_counts.values()),
+            workers=workers,
+            runner=options.runner,
+            beam_args=options.beam_options,
+            progress=progress,
+        )
+        forget_plan(plan_path)
+        return _merge_reports(plan)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 # -- identity of the data outside the pipeline ----------------------------------------------

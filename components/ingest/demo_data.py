@@ -158,15 +158,9 @@ def _jpeg(image: Image.Image, quality: int = 90, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def write_classification_set(
-    root: str | os.PathLike,
-    *,
-    seed: int = 0,
-    train_per_class: int = 400,
-    val_per_class: int = 50,
-    image_size: int = 72,
-    plant_faults: bool = True,
-) -> Path:
+def write_classification_set(root: str | os.PathLike, *, seed: int = 0,
+                             train_per_class: int = 400, val_per_class: int = 50,
+                             image_size: int = 72, plant_faults: bool = True) -> Path:
     """Write the classification demo set in ImageNet layout under ``root``; return ``root``.
 
     With ``plant_faults`` the train split also holds one CMYK JPEG, one PNG named ``.JPEG``,
@@ -278,16 +272,9 @@ def _draw_object(draw: ImageDraw.ImageDraw, name: str, box, color, flip: bool) -
         draw.polygon([(x0, base), (last_x, base), ((x0 + last_x) / 2, apex)], fill=color)
 
 
-def write_detection_set(
-    root: str | os.PathLike,
-    *,
-    seed: int = 0,
-    train_images: int = 1200,
-    val_images: int = 200,
-    image_size: int = 128,
-    max_objects: int = 6,
-    min_side: int = 10,
-) -> Path:
+def write_detection_set(root: str | os.PathLike, *, seed: int = 0, train_images: int = 1200,
+                        val_images: int = 200, image_size: int = 128, max_objects: int = 6,
+                        min_side: int = 10) -> Path:
     """Write the detection demo set as COCO JSON (``train.json``, ``val.json``) plus
     ``images/``; return ``root``."""
     if train_images < 1 or val_images < 1:

@@ -92,9 +92,12 @@ def build_dqn_agent(
         if options.loss == "huber"
         else common.element_wise_squared_loss
     )
-    agent = agent_class(
+    return _initialized(
+        agent_class,
         time_step_spec,
         action_spec,
+        options=options,
+        train_step_counter=train_step_counter,
         q_network=q_network,
         optimizer=_dqn_optimizer(options),
         epsilon_greedy=linear_epsilon(
@@ -108,12 +111,7 @@ def build_dqn_agent(
         target_update_tau=options.target_update_tau,
         target_update_period=options.target_update_period,
         td_errors_loss_fn=loss_fn,
-        gamma=options.gamma,
-        gradient_clipping=options.gradient_clipping,
-        train_step_counter=train_step_counter,
     )
-    agent.initialize()
-    return agent
 
 
 def build_reinforce_agent(
@@ -137,18 +135,33 @@ def build_reinforce_agent(
         baseline = value_network.ValueNetwork(
             time_step_spec.observation, fc_layer_params=tuple(options.value_layers)
         )
-    agent = reinforce_agent.ReinforceAgent(
+    return _initialized(
+        reinforce_agent.ReinforceAgent,
         time_step_spec,
         action_spec,
+        options=options,
+        train_step_counter=train_step_counter,
         actor_network=actor_network,
         optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate),
         value_network=baseline,
         value_estimation_loss_coef=options.value_estimation_loss_coef,
-        gamma=options.gamma,
         normalize_returns=options.normalize_returns,
         entropy_regularization=options.entropy_regularization,
+    )
+
+
+def _initialized(agent_class, time_step_spec, action_spec, *,
+                 options: DqnOptions | ReinforceOptions, train_step_counter: tf.Variable,
+                 **arguments):
+    """An initialized ``agent_class`` with ``arguments`` and what every agent here takes:
+    the discount, the gradient clipping and the train step counter."""
+    agent = agent_class(
+        time_step_spec,
+        action_spec,
+        gamma=options.gamma,
         gradient_clipping=options.gradient_clipping,
         train_step_counter=train_step_counter,
+        **arguments,
     )
     agent.initialize()
     return agent

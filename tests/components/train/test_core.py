@@ -10,7 +10,7 @@ import pytest
 import train_helpers
 
 import edgeline  # noqa: F401
-from edgeline.components.train import core
+from edgeline.components.train import callbacks, core
 from edgeline.components.train.options import (
     DataOptions,
     OptimizerOptions,
@@ -26,13 +26,6 @@ def _run(examples, tmp_path, name, *, seed=3, deterministic=True, **overrides):
     return core.run(options=options, examples_dir=examples, output_dir=tmp_path / name,
                     work_dir=tmp_path / f"work-{name}", seed=seed, deterministic=deterministic,
                     log=lambda message: None)
-
-
-@pytest.fixture(scope="module")
-def trained(classification_examples, tiny_model, tmp_path_factory):
-    """One small training shared by several tests (weight average on, two epochs)."""
-    return _run(classification_examples, tmp_path_factory.mktemp("trained"), "model",
-                ema_decay=0.9, tensorboard=True)
 
 
 def test_the_artifact_holds_model_labels_preprocessing_and_history(trained,
@@ -128,25 +121,6 @@ def test_frozen_backbone_keeps_the_source_weights(classification_examples, tiny_
     assert not np.array_equal(source[0], tuned[0])
 
 
-def test_transfer_from_a_saved_model_with_another_head(classification_examples, tiny_model,
-                                                       trained, tmp_path):
-    """A SavedModel (here the artifact's own) is a source too; a head for another number of
-    classes starts fresh."""
-    import tensorflow as tf
-
-    from edgeline.models import registry
-
-    source = core.load_source_weights(trained.model_dir.saved_model_path)
-    model = registry.build(tiny_model, num_classes=5, input_shape=(32, 32, 3))
-    copied, total = core.transfer_weights(model, source)
-    assert (copied, total) == (4, 6)  # conv1 and conv2 kernels and biases, not the 5-way head
-    kernel = trained.model_dir.load_keras().get_layer("conv1").kernel
-    np.testing.assert_array_equal(model.get_layer("conv1").kernel.numpy(), kernel.numpy())
-    assert isinstance(source["conv1/kernel:0"], np.ndarray) and tf.is_tensor(kernel)
-    with pytest.raises(UserError, match="neither a Model artifact"):
-        core.load_source_weights(tmp_path)
-
-
 def test_freezing_needs_starting_weights(classification_examples, tiny_model, tmp_path):
     with pytest.raises(UserError, match="freeze_backbone_epochs=1 needs starting weights"):
         _run(classification_examples, tmp_path, "x",
@@ -191,17 +165,17 @@ def test_a_crash_after_the_last_epoch_restores_instead_of_training(
     """Killed after fit's last backup but before the phase was marked done: the rerun
     restores the backup (and swaps in the weight average, as fit would have) without
     training, and ends with the uninterrupted run's weights."""
-    real_save = core.save_weights
+    real_save = callbacks.save_weights
 
     def crash_on_the_phase_marker(model, path, writer):
         if path.name.startswith("phase-"):
             raise KeyboardInterrupt("simulated crash")
         real_save(model, path, writer)
 
-    monkeypatch.setattr(core, "save_weights", crash_on_the_phase_marker)
+    monkeypatch.setattr(callbacks, "save_weights", crash_on_the_phase_marker)
     with pytest.raises(KeyboardInterrupt):
         _run(classification_examples, tmp_path, "crashed", ema_decay=0.9, tensorboard=True)
-    monkeypatch.setattr(core, "save_weights", real_save)
+    monkeypatch.setattr(callbacks, "save_weights", real_save)
     messages = []
     options = train_helpers.tiny_options(ema_decay=0.9, tensorboard=True)
     rerun = core.run(options=options, examples_dir=classification_examples,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import train_helpers
 
-from edgeline.components.train import core
+from edgeline.components.train import loop
 
 CONFIG = """\
 # The train step of a pipeline, run alone with `edgeline train`.
@@ -59,7 +59,7 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(
     while time.time() < deadline and victim.poll() is None:
         backups = _backups(cache)
         if backups:
-            finished_epochs = core.resume_epoch(backups[0], 0)
+            finished_epochs = loop.resume_epoch(backups[0], 0)
             if finished_epochs >= 2:
                 break
         time.sleep(0.2)
