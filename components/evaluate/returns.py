@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.utils import common
 
+from edgeline.common.litert import TFLitePolicy
 from edgeline.components.evaluate import environments
 from edgeline.components.evaluate.core import (
     METRICS_FILE,
@@ -47,37 +48,6 @@ TFLITE_FILE = "policy.tflite"
 
 # An action function: a batch of time steps (B, ...) -> the greedy actions (B,) int64.
 ActionFunction = Callable[[Any], np.ndarray]
-
-
-class TFLitePolicy:
-    """An exported ``.tflite`` policy network run in the LiteRT interpreter a phone uses: one
-    observation in, action values or logits out, the argmax is the action."""
-
-    def __init__(self, path: str | os.PathLike, *, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-
-    @property
-    def input_details(self) -> dict:
-        return self._input
-
-    def action_values(self, observation: np.ndarray) -> np.ndarray:
-        """(*obs) -> (num_actions,)"""
-        batch = np.asarray(observation, dtype=self._input["dtype"])[None]  # (1, *obs)
-        self._interpreter.set_tensor(self._input["index"], batch)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"])[0]
-
-    def action(self, observation: np.ndarray) -> int:
-        return int(np.argmax(self.action_values(observation)))
-
-    def actions(self, time_steps) -> np.ndarray:
-        """A batch of time steps (B, ...) -> (B,): the model takes one observation at a time."""
-        return np.asarray([self.action(obs) for obs in time_steps.observation], dtype=np.int64)
 
 
 def play_greedy(action_function: ActionFunction, environment_list: list,

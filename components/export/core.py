@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 import edgeline
-from edgeline.components.export import convert, graph, litert
+from edgeline.common import litert
+from edgeline.components.export import convert, flatbuffer, graph
 from edgeline.components.export.data import ImageSet, load_images
 from edgeline.components.export.options import ExportOptions
 from edgeline.pipeline.config import to_plain
@@ -372,7 +373,7 @@ def run(*, model_dir: str | os.PathLike, output_dir: str | os.PathLike, options:
             representative=representative, examples_dir=examples_dir, log=log,
         )
 
-    flex = litert.flex_operators(model_content)
+    flex = flatbuffer.flex_operators(model_content)
     if flex:  # the converter runs with builtins only; this guards against a future default
         raise UserError(f"the export holds Select-TF (Flex) ops: {', '.join(flex)}")
     (output_dir / TFLITE_FILE).write_bytes(model_content)
@@ -392,8 +393,8 @@ def run(*, model_dir: str | os.PathLike, output_dir: str | os.PathLike, options:
                    "quantization_aware": source.quantization_aware},
         "inputs": runtime.input_details,
         "outputs": runtime.output_details,
-        "operators": dict(sorted(litert.operator_names(model_content).items())),
-        "tensor_types": litert.tensor_type_counts(model_content),
+        "operators": dict(sorted(flatbuffer.operator_names(model_content).items())),
+        "tensor_types": flatbuffer.tensor_type_counts(model_content),
         "parity": parity,
         "options": to_plain(options),
         **extra,

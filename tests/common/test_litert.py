@@ -1,4 +1,4 @@
-"""The LiteRT runner: quantization of inputs/outputs, batching, ops, output order, latency."""
+"""The shared LiteRT runner: quantization of inputs/outputs, batching, latency, a policy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgeline.components.export import convert, litert
+from edgeline.common import litert
+from edgeline.components.export import convert
 
 
 def small_model(outputs: int = 1):
@@ -38,6 +39,14 @@ def test_quantize_then_dequantize_is_within_half_a_step():
                            dtype=np.int8).tolist() == [127, -128]
 
 
+def test_quantize_dequantize_follow_the_affine_spec():
+    values = np.array([-1.0, 0.0, 0.5, 10.0], np.float32)
+    quantized = litert.quantize(values, scale=0.01, zero_point=-3, dtype=np.int8)
+    np.testing.assert_array_equal(quantized, [-103, -3, 47, 127])  # 10.0 saturates
+    restored = litert.dequantize(quantized, scale=0.01, zero_point=-3)
+    np.testing.assert_allclose(restored[:3], values[:3], atol=1e-6)
+
+
 def test_int8_model_quantizes_inputs_and_dequantizes_outputs(images):
     model = small_model()
     content = convert.convert_keras(model, quantize="int8", representative=images,
@@ -61,29 +70,6 @@ def test_batched_predict_equals_one_image_at_a_time(images):
     (batched,) = runtime.predict(images, batch_size=4)
     single = np.concatenate([runtime.invoke(images[i:i + 1])[0] for i in range(len(images))])
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
-
-
-def test_operator_names_come_from_the_flatbuffer(images):
-    content = convert.convert_keras(small_model(), quantize="int8", representative=images)
-    operators = litert.operator_names(content)
-    assert operators["CONV_2D"] == 1 and operators["FULLY_CONNECTED"] == 1
-    assert operators["QUANTIZE"] >= 1  # float input quantized inside
-    assert litert.flex_operators(content) == []
-    assert litert.tensor_type_counts(content)["int8"] >= 4
-
-
-def test_reorder_outputs_moves_tensors_not_values(images):
-    content = convert.convert_keras(small_model(outputs=2))
-    before = litert.LiteRTModel(content)
-    names = [d["signature_name"] for d in before.output_details]
-    values = dict(zip(names, before.predict(images)))
-    reordered = litert.reorder_outputs(content, list(reversed(names)))
-    after = litert.LiteRTModel(reordered)
-    assert [d["signature_name"] for d in after.output_details] == list(reversed(names))
-    for name, value in zip(reversed(names), after.predict(images)):
-        np.testing.assert_array_equal(value, values[name])
-    with pytest.raises(ValueError, match="received order"):
-        litert.reorder_outputs(content, ["head_a"])
 
 
 def test_latency_is_a_positive_median_per_thread_count():
