@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import edgeline
+from edgeline.common.determinism import determinism
 from edgeline.components.compress import core
 from edgeline.components.compress.options import CompressOptions, Recipe
 from edgeline.pipeline.config import to_plain
@@ -172,15 +173,22 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
         deterministic: bool = False, log: core.Log | None = None) -> FrontierResult:
     """Run every recipe on ``model_dir``, export and measure each, choose, and write the
     table, the plots and ``frontier.json`` into ``output_dir``."""
-    from edgeline.components.export import convert
-
     if options.mode != "frontier":
         raise UserError(f"frontier.run needs mode='frontier'; received mode={options.mode!r}")
+    # Op determinism is process-wide: on for this run only, not for what the process does next.
+    with determinism(seed=seed, deterministic=deterministic):
+        return _run_frontier(options=options, model_dir=model_dir, examples_dir=examples_dir,
+                             output_dir=output_dir, seed=seed, log=log)
+
+
+def _run_frontier(*, options: CompressOptions, model_dir, examples_dir, output_dir, seed: int,
+                  log: core.Log | None) -> FrontierResult:
+    from edgeline.components.export import convert
+
     log = log or core._stderr
     started = time.time()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    core.configure_determinism(seed, deterministic)
     source = core.read_source(model_dir)
     task = core.examples_task(examples_dir, source, options.fine_tune)
     measure = dict(task=source.task, examples_dir=examples_dir, options=options, seed=seed)

@@ -37,6 +37,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.common.determinism import determinism
 from edgeline.components.train import data, distribute, optim
 from edgeline.components.train.options import TrainOptions
 from edgeline.models import io as model_io
@@ -612,20 +613,18 @@ def run(
     artifact or SavedModel) overrides ``options.transfer.initial_model``."""
     log = log or _stderr
     strategy = distribute.select_strategy(options.distribution)
-    previous_state = distribute.current_global_state()
-    try:
+    # Tests and pipelines train several models in one process: the policy and op determinism
+    # the run sets are undone after it.
+    with determinism(seed=seed, deterministic=deterministic):
         return _run(options=options, examples_dir=Path(examples_dir), output_dir=Path(output_dir),
                     work_dir=Path(work_dir), seed=seed, deterministic=deterministic,
                     initial_model=initial_model or options.transfer.initial_model,
                     strategy=strategy, log=log)
-    finally:
-        distribute.restore_global_state(*previous_state)
 
 
 def _run(*, options, examples_dir, output_dir, work_dir, seed, deterministic, initial_model,
          strategy, log) -> TrainResult:
     started = time.time()
-    distribute.configure_determinism(seed, deterministic)
     info = data.read_examples(examples_dir, options.task)
     if not info.validation_files:
         raise UserError(f"examples: no 'validation' shards in {str(examples_dir)!r}")
