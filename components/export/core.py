@@ -32,6 +32,7 @@ import numpy as np
 
 import edgeline
 from edgeline.common import litert
+from edgeline.common.preprocessing import normalize
 from edgeline.components.export import convert, flatbuffer, graph
 from edgeline.components.export.data import ImageSet, load_images
 from edgeline.components.export.options import ExportOptions
@@ -164,7 +165,7 @@ def source_outputs(source: Source, pixels: np.ndarray, preprocessing,
 
     outputs = []
     for start in range(0, len(pixels), batch_size):
-        images = preprocessing.normalize(tf.constant(pixels[start:start + batch_size]))
+        images = normalize(tf.constant(pixels[start:start + batch_size]), preprocessing)
         outputs.append(np.asarray(source(images), np.float32))
     return np.concatenate(outputs)
 
@@ -176,7 +177,7 @@ def _model_input(pixels: np.ndarray, preprocessing, include_preprocessing: bool)
     """What the exported graph takes: the pixels themselves, or normalized floats."""
     if include_preprocessing:
         return pixels
-    return np.asarray(preprocessing.normalize(pixels), np.float32)
+    return np.asarray(normalize(pixels, preprocessing), np.float32)
 
 
 def convert_classifier(source: Source, *, preprocessing, options: ExportOptions,
