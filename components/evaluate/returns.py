@@ -221,19 +221,7 @@ def evaluate_policy(
     started = time.perf_counter()
     returns, lengths = play_greedy(action_function, environment_list, seeds)
     seconds = time.perf_counter() - started
-    statistics = return_statistics(returns, lengths)
-    metrics = {
-        "mean_return": statistics["mean_return"],
-        "std_return": statistics["std_return"],
-        "min_return": statistics["min_return"],
-        "max_return": statistics["max_return"],
-        "mean_episode_length": statistics["mean_length"],
-        "min_episode_length": int(np.min(lengths)),
-        "max_episode_length": int(np.max(lengths)),
-        "episodes": len(seeds),
-        "episodes_per_second": len(seeds) / seconds if seconds > 0 else float("inf"),
-        "env_steps_per_second": float(np.sum(lengths)) / seconds if seconds > 0 else float("inf"),
-    }
+    metrics = episode_metrics(returns, lengths, seconds)
     files = {"metrics": METRICS_FILE}
     if options.plots:
         write_returns_histogram(
@@ -246,22 +234,33 @@ def evaluate_policy(
         "algorithm": description["algorithm"],
         "environment": dataclasses.asdict(environment_options),
         "seeds": seeds,
-        "returns": statistics["returns"],
+        "returns": [float(value) for value in returns],
         "episode_lengths": [int(length) for length in lengths],
         "seconds": seconds,
         **metrics,
         "files": files,
     }
     (output_dir / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    properties = {
-        "task": "policy",
-        "model_form": form,
-        "environment": environment_options.name,
-        "episodes": len(seeds),
-        "seeds": [seeds[0], seeds[-1]],
-        "files": files,
-    }
+    properties = {"task": "policy", "model_form": form, "environment": environment_options.name,
+                  "episodes": len(seeds), "seeds": [seeds[0], seeds[-1]], "files": files}
     log(f"evaluate: mean return {metrics['mean_return']:.2f} +- {metrics['std_return']:.2f} "
         f"(min {metrics['min_return']:.1f}, max {metrics['max_return']:.1f}), "
         f"{metrics['episodes_per_second']:.2f} episodes/s")
     return EvaluationResult(properties=properties, metrics=metrics, report=report)
+
+
+def episode_metrics(returns: np.ndarray, lengths: np.ndarray, seconds: float) -> dict:
+    """The Metrics artifact's figures of ``len(returns)`` episodes played in ``seconds``."""
+    statistics = return_statistics(returns, lengths)
+    return {
+        "mean_return": statistics["mean_return"],
+        "std_return": statistics["std_return"],
+        "min_return": statistics["min_return"],
+        "max_return": statistics["max_return"],
+        "mean_episode_length": statistics["mean_length"],
+        "min_episode_length": int(np.min(lengths)),
+        "max_episode_length": int(np.max(lengths)),
+        "episodes": len(returns),
+        "episodes_per_second": len(returns) / seconds if seconds > 0 else float("inf"),
+        "env_steps_per_second": float(np.sum(lengths)) / seconds if seconds > 0 else float("inf"),
+    }

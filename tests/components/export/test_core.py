@@ -101,7 +101,7 @@ def test_registry_classifier_float32_matches_keras(name, shapes_examples):
                           split=options.parity_split, preprocessing=preprocessing,
                           count=options.parity_size)
     content, parity, extra = core.export_classifier(
-        core.Source("keras", model, None, False), preprocessing=preprocessing,
+        core.SourceNetwork("keras", model, None, False), preprocessing=preprocessing,
         options=options, heldout=heldout, representative=None, log=lambda message: None)
     assert parity["checked"] and parity["images"] == 32
     assert parity["max_abs_difference"] <= 1e-4, parity
