@@ -80,3 +80,50 @@ def test_latency_is_a_positive_median_per_thread_count():
     assert all(0.0 < ms < 1000.0 for ms in measured.values())
     with pytest.raises(ValueError, match="runs"):
         litert.LiteRTModel(content).latency_ms(runs=0)
+
+
+def _pixel_model():
+    """uint8 pixels in (no quantization parameters), their float mean per channel out."""
+    import tf_keras as keras
+
+    pixels = keras.Input((4, 4, 3), dtype="uint8", name="pixels")
+    floats = keras.layers.Lambda(lambda x: keras.backend.cast(x, "float32"))(pixels)
+    return keras.Model(pixels, keras.layers.GlobalAveragePooling2D(name="mean")(floats))
+
+
+def test_floats_for_an_unquantized_integer_input_are_rounded_into_its_range():
+    runtime = litert.LiteRTModel(convert.convert_keras(_pixel_model()))
+    (spec,) = runtime.input_details
+    assert spec["dtype"] == "uint8" and spec["quantization"] is None
+    values = np.full((1, 4, 4, 3), 2.6, np.float32)
+    values[..., 1], values[..., 2] = -7.0, 300.0
+    (means,) = runtime.invoke(values)
+    np.testing.assert_array_equal(means, [[3.0, 0.0, 255.0]])
+    pixels = np.full((1, 4, 4, 3), 9, np.uint8)
+    np.testing.assert_array_equal(runtime.invoke(pixels)[0], [[9.0, 9.0, 9.0]])
+
+
+def test_output_names_are_the_signature_names(images):
+    runtime = litert.LiteRTModel(convert.convert_keras(small_model(outputs=2)))
+    assert sorted(runtime.output_names) == ["head_a", "head_b"]
+    assert runtime.output_names == [d["signature_name"] for d in runtime.output_details]
+
+
+def test_a_policy_network_gives_the_argmax_of_its_action_values(tmp_path, images):
+    path = tmp_path / "policy.tflite"
+    path.write_bytes(convert.convert_keras(small_model()))
+    policy = litert.TFLitePolicy(path)
+    assert list(policy.input_details["shape"]) == [1, 12, 12, 3]
+    values = policy.action_values(images[0])  # (3,)
+    assert values.shape == (3,)
+    np.testing.assert_array_equal(values, litert.LiteRTModel(path).invoke(images[:1])[0][0])
+    assert policy.action(images[0]) == int(np.argmax(values))
+
+
+def test_an_unreadable_model_is_a_user_error(tmp_path):
+    from edgeline.pipeline.errors import UserError
+
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer")
+    with pytest.raises(UserError, match="broken.tflite"):
+        litert.LiteRTModel(broken)
