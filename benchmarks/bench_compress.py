@@ -46,6 +46,7 @@ def run(workdir: Path) -> list[dict]:
     import tensorflow as tf
     import tf_keras as keras
 
+    from edgeline.common.litert import measure_latency
     from edgeline.components.compress.bn_fold import fold_batch_norm
     from edgeline.components.compress.cluster import cluster
     from edgeline.components.compress.finetune import TrainingData
@@ -58,7 +59,6 @@ def run(workdir: Path) -> list[dict]:
     from edgeline.components.compress.prune import prune
     from edgeline.components.compress.qat import qat
     from edgeline.components.export.convert import convert_keras
-    from edgeline.components.export.litert import measure_latency
     from edgeline.models import registry
 
     workdir.mkdir(parents=True, exist_ok=True)

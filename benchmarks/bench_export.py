@@ -77,7 +77,8 @@ def _row(figure, value, baseline, baseline_value, *, target="", met=None, note="
 
 
 def run(workdir: Path) -> list[dict]:
-    from edgeline.components.export import convert, litert
+    from edgeline.common import litert
+    from edgeline.components.export import convert
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,7 @@ def _unfused_stream(files, options, num_classes):
     """The same stream, but decoding the whole image before taking the crop."""
     import tensorflow as tf
 
+    from edgeline.common import preprocessing
     from edgeline.components.train import data
     from edgeline.pipeline import records
 
@@ -97,7 +98,7 @@ def _unfused_stream(files, options, num_classes):
             use_image_if_no_bounding_boxes=True)
         image = tf.image.resize(tf.slice(image, begin, size), options.input_size)
         image = tf.image.stateless_random_flip_left_right(image, seed=seed)
-        return data.normalize(image, options), tf.one_hot(parsed[records.LABEL], num_classes)
+        return preprocessing.normalize(image, options), tf.one_hot(parsed[records.LABEL], num_classes)
 
     return data._training_stream(
         files, per_example=per_example, options=options, seed=0, batch_size=PIPELINE_BATCH,

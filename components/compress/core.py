@@ -25,6 +25,7 @@ from typing import Any
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgeline.common.artifact_types.model import COMPRESS_REPORT_FILE as REPORT_FILE
+from edgeline.common.determinism import determinism
 from edgeline.components.compress.finetune import TrainingData
 from edgeline.components.compress.options import CompressOptions, FineTuneOptions
 from edgeline.components.compress.recipes import RecipeOutcome, run_recipe
@@ -182,15 +183,6 @@ def student_builder(source: SourceModel, seed: int):
     return build
 
 
-def configure_determinism(seed: int, deterministic: bool) -> None:
-    import tensorflow as tf
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
 def run_steps(source: SourceModel, steps, task: ExamplesTask, *, fine_tune: FineTuneOptions,
               seed: int, evaluation_images: int | None, log: Log) -> RecipeOutcome:
     """The recipe ``steps`` on ``source``'s network."""
@@ -272,10 +264,17 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
     if options.mode != "recipe":
         raise UserError(f"compress.core.run is recipe mode; received mode={options.mode!r} "
                         "(use frontier.run)")
+    # Op determinism is process-wide: on for this run only, not for what the process does next.
+    with determinism(seed=seed, deterministic=deterministic):
+        return _run_recipe(options=options, model_dir=model_dir, examples_dir=examples_dir,
+                           output_dir=output_dir, seed=seed, log=log)
+
+
+def _run_recipe(*, options: CompressOptions, model_dir, examples_dir, output_dir, seed: int,
+                log: Log | None) -> CompressResult:
     log = log or _stderr
     started = time.time()
     output_dir = Path(output_dir)
-    configure_determinism(seed, deterministic)
     source = read_source(model_dir)
     task = examples_task(examples_dir, source, options.fine_tune)
     before = task.evaluate(source.model, source.model, max_images=options.evaluation_images)

@@ -28,6 +28,7 @@ from edgeline.common.artifact_types.frontier import (
     SIZE_PLOT,
     TABLE_FILE,
 )
+from edgeline.common.determinism import determinism
 from edgeline.components.compress import core
 from edgeline.components.compress.options import CompressOptions, Recipe
 from edgeline.pipeline.errors import UserError
@@ -174,11 +175,19 @@ def run(*, options: CompressOptions, model_dir: str | os.PathLike,
     table, the plots and ``frontier.json`` into ``output_dir``."""
     if options.mode != "frontier":
         raise UserError(f"frontier.run needs mode='frontier'; received mode={options.mode!r}")
+    # Op determinism is process-wide: on for this run only, not for what the process does next.
+    with determinism(seed=seed, deterministic=deterministic):
+        return _run_frontier(options=options, model_dir=model_dir, examples_dir=examples_dir,
+                             output_dir=output_dir, seed=seed, log=log)
+
+
+def _run_frontier(*, options: CompressOptions, model_dir, examples_dir, output_dir, seed: int,
+                  log: core.Log | None) -> FrontierResult:
+
     log = log or core._stderr
     started = time.time()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    core.configure_determinism(seed, deterministic)
     source = core.read_source(model_dir)
     task = core.examples_task(examples_dir, source, options.fine_tune)
 

@@ -2,9 +2,10 @@
 
 1. Find the model's form (a TFLiteModel's ``.tflite``, a Model's Keras model or SavedModel, a
    bare file) and what it expects of pixels (``preprocessing.json``, or ``export.json``'s copy).
-2. Read the split's TFRecords with the evaluation preprocessing: classification takes the
-   central ``crop_fraction`` of the shorter side, detection the whole image; both resize to the
-   input size and apply ``(pixels / 255 - mean) / std`` (unless the model does it inside).
+2. Read the split's TFRecords with the evaluation preprocessing every stage shares
+   (:mod:`edgeline.common.preprocessing`): classification takes the central ``crop_fraction``
+   of the shorter side, detection the whole image; both resize to the input size and apply
+   ``(pixels / 255 - mean) / std`` (unless the model does it inside).
 3. Run the model batch by batch (:mod:`.predictors`), timing inference for images/second.
 4. Score: top-1/top-5/per-class accuracy and the confusion matrix (:mod:`.classification`), or
    the COCO metrics against the ``<split>_annotations.json`` ingest stored (the shared
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeline.common import preprocessing as common_preprocessing
 from edgeline.common.artifact_types.metrics import (
     CONFUSION_MATRIX_FILE,
     DETECTIONS_FILE,
@@ -119,29 +121,6 @@ def load_model_spec(model_path: str | os.PathLike, form: str = "auto", *,
 # -- reading the evaluation split -------------------------------------------------------------
 
 
-def _decode(encoded):
-    import tensorflow as tf
-
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False)  # (h, w, 3) uint8
-
-
-def _center_crop(encoded, crop_fraction: float):
-    """The central square of side ``crop_fraction`` x the shorter side: (c, c, 3) uint8."""
-    import tensorflow as tf
-
-    shape = tf.cond(tf.io.is_jpeg(encoded), lambda: tf.image.extract_jpeg_shape(encoded),
-                    lambda: tf.shape(_decode(encoded)))
-    height, width = shape[0], shape[1]
-    side = tf.cast(crop_fraction * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
-    side = tf.maximum(side, 1)
-    window = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3),
-        lambda: tf.slice(_decode(encoded), [window[0], window[1], 0], [side, side, 3]),
-    )
-
-
 def evaluation_dataset(files: list[str], *, task: str, preprocessing, normalize: bool,
                        batch_size: int, max_images: int | None = None):
     """Batches of (images (B, H, W, 3) float32, metadata) in file order.
@@ -153,16 +132,16 @@ def evaluation_dataset(files: list[str], *, task: str, preprocessing, normalize:
     def per_example(serialized):
         if task == "classification":
             parsed = records.parse_classification(serialized)
-            image = _center_crop(parsed[records.ENCODED], preprocessing.crop_fraction)
             meta = {"label": parsed[records.LABEL]}
         else:
             parsed = records.parse_detection(serialized)
-            image = _decode(parsed[records.ENCODED])  # detection: the whole image, no crop
             meta = {"source_id": parsed[records.SOURCE_ID], "height": parsed[records.HEIGHT],
                     "width": parsed[records.WIDTH]}
-        image = tf.image.resize(image, preprocessing.input_size, method=preprocessing.resize)
+        # Classification takes the center crop, detection the whole image.
+        image = common_preprocessing.evaluation_image(
+            parsed[records.ENCODED], preprocessing, crop=task == "classification")
         if normalize:
-            image = preprocessing.normalize(image)
+            image = common_preprocessing.normalize(image, preprocessing)
         image.set_shape([*preprocessing.input_size, 3])
         return tf.cast(image, tf.float32), meta
 

@@ -7,10 +7,9 @@ Every predictor takes float32 images ``(N, H, W, 3)`` (already preprocessed, as 
 ``preprocessing.json`` says) and returns a dict of float32 numpy arrays, one per model output,
 so compressed and exported models are judged by the same code as the original.
 
-The ``.tflite`` predictor runs in the LiteRT interpreter (``ai_edge_litert``), the runtime phones
-use. Integer (int8/uint8) inputs are quantized with the input tensor's own ``(scale,
-zero_point)`` and integer outputs dequantized with theirs, following the TFLite quantization
-spec ``real = scale * (q - zero_point)`` (https://ai.google.dev/edge/litert/models/quantization_spec).
+The ``.tflite`` predictor runs in the shared LiteRT runner (:mod:`edgeline.common.litert`),
+which quantizes integer inputs and dequantizes integer outputs with each tensor's own
+``(scale, zero_point)``.
 """
 
 from __future__ import annotations
@@ -21,27 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeline.common.litert import LiteRTModel
 from edgeline.pipeline.errors import UserError
 
 FORMS = ("keras", "saved_model", "tflite")
-# Closed integer ranges of the quantized tensor types TFLite uses.
-_INTEGER_RANGE = {
-    np.dtype(np.int8): (-128, 127),
-    np.dtype(np.uint8): (0, 255),
-    np.dtype(np.int16): (-32768, 32767),
-}
-
-
-def quantize(values: np.ndarray, *, scale: float, zero_point: int, dtype) -> np.ndarray:
-    """Float -> integer with a tensor's affine parameters: ``q = round(real / scale) + zp``."""
-    low, high = _INTEGER_RANGE[np.dtype(dtype)]
-    quantized = np.round(np.asarray(values, np.float32) / scale) + zero_point
-    return np.clip(quantized, low, high).astype(dtype)
-
-
-def dequantize(values: np.ndarray, *, scale: float, zero_point: int) -> np.ndarray:
-    """Integer -> float: ``real = scale * (q - zp)``."""
-    return (scale * (np.asarray(values).astype(np.float32) - zero_point)).astype(np.float32)
 
 
 class Predictor:
@@ -133,37 +115,23 @@ class SavedModelPredictor(Predictor):
 
 
 class TFLitePredictor(Predictor):
-    """A ``.tflite`` flatbuffer in ``ai_edge_litert.interpreter.Interpreter``.
+    """A ``.tflite`` flatbuffer in the shared LiteRT runner (:class:`LiteRTModel`).
 
     Batches run in one invocation when the input has a free batch dimension
     (``shape_signature[0] == -1``); otherwise image by image (a fixed batch of 1, as the TFLite
-    converter usually emits).
+    converter usually emits). Outputs are keyed by their signature names.
     """
 
     form = "tflite"
 
     def __init__(self, path_or_content: str | os.PathLike | bytes, *, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        if num_threads < 1:
-            raise ValueError(f"Received: num_threads={num_threads}; num_threads must be >= 1")
-        if isinstance(path_or_content, bytes):
-            content, where = path_or_content, "model content"
-        else:
-            content, where = Path(path_or_content).read_bytes(), os.fspath(path_or_content)
-        try:
-            self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            raise UserError(f"{where}: not a loadable .tflite model ({err})") from None
-        inputs = self._interpreter.get_input_details()
+        self._runtime = LiteRTModel(path_or_content, num_threads=num_threads)
+        inputs = self._runtime.input_details
         if len(inputs) != 1:
             raise UserError(f"the .tflite model takes {len(inputs)} inputs; expected one image")
         self._input = inputs[0]
-        self._output_names = signature_output_names(self._interpreter)
-        self._batch = int(self._input["shape"][0])
-        signature = self._input.get("shape_signature", self._input["shape"])
-        self.batchable = int(signature[0]) == -1
+        self._output_names = self._runtime.output_names
+        self.batchable = self._runtime.batchable
 
     @property
     def input_size(self):
@@ -174,63 +142,22 @@ class TFLitePredictor(Predictor):
     def input_dtype(self) -> np.dtype:
         return np.dtype(self._input["dtype"])
 
-    def _resize_batch(self, batch: int) -> None:
-        if batch == self._batch:
-            return
-        shape = list(self._input["shape"])
-        shape[0] = batch
-        self._interpreter.resize_tensor_input(self._input["index"], shape, strict=False)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]
-        self._batch = batch
-
-    def _input_values(self, images: np.ndarray) -> np.ndarray:
-        dtype = self.input_dtype
-        scale, zero_point = self._input["quantization"]
-        if dtype in _INTEGER_RANGE and scale != 0.0:
-            return quantize(images, scale=scale, zero_point=zero_point, dtype=dtype)
-        if dtype in _INTEGER_RANGE:
-            # An integer input without quantization parameters takes raw pixel values.
-            low, high = _INTEGER_RANGE[dtype]
-            return np.clip(np.round(images), low, high).astype(dtype)
-        return np.asarray(images, dtype)
-
     def _invoke(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        self._interpreter.set_tensor(self._input["index"], self._input_values(images))
-        self._interpreter.invoke()
-        outputs = {}
-        for detail in self._interpreter.get_output_details():
-            values = self._interpreter.get_tensor(detail["index"])
-            scale, zero_point = detail["quantization"]
-            if np.dtype(detail["dtype"]) in _INTEGER_RANGE and scale != 0.0:
-                values = dequantize(values, scale=scale, zero_point=zero_point)
-            name = self._output_names.get(detail["index"], detail["name"])
-            outputs[name] = np.asarray(values, np.float32).copy()
-        return outputs
+        outputs = self._runtime.invoke(images)
+        return {name: np.asarray(values, np.float32)
+                for name, values in zip(self._output_names, outputs)}
 
     def predict(self, images):
         images = np.asarray(images, np.float32)  # (N, H, W, 3)
         if self.batchable:
-            self._resize_batch(len(images))
             return self._invoke(images)
-        if self._batch != 1:
+        if self._input["shape"][0] != 1:
             raise UserError(
-                f"the .tflite model has a fixed batch of {self._batch}; expected 1 or a free "
-                "batch dimension"
+                f"the .tflite model has a fixed batch of {self._input['shape'][0]}; expected 1 "
+                "or a free batch dimension"
             )
         per_image = [self._invoke(images[i : i + 1]) for i in range(len(images))]
         return {key: np.concatenate([p[key] for p in per_image]) for key in per_image[0]}
-
-
-def signature_output_names(interpreter) -> dict[int, str]:
-    """Output tensor index -> its name in the model's one signature (``detection_boxes``...),
-    which says what a tensor is; the tensor names themselves are often ``PartitionedCall:N``.
-    Empty for a model without exactly one signature (tensor names are used then)."""
-    signatures = interpreter.get_signature_list()
-    if len(signatures) != 1:
-        return {}
-    runner = interpreter.get_signature_runner(next(iter(signatures)))
-    return {detail["index"]: name for name, detail in runner.get_output_details().items()}
 
 
 def detect_form(path: str | os.PathLike) -> str:

@@ -35,6 +35,7 @@ from edgeline.common import environments
 from edgeline.common.artifact_types.metrics import HISTOGRAM_FILE
 from edgeline.common.artifact_types.policy import TFLITE_FILE  # noqa: F401  (callers name it here)
 from edgeline.common.environment_options import EnvironmentOptions
+from edgeline.common.litert import TFLitePolicy
 from edgeline.components.evaluate.core import (
     METRICS_FILE,
     POLICY_DESCRIPTION_FILE,
@@ -47,37 +48,6 @@ from edgeline.pipeline.errors import UserError
 
 # An action function: a batch of time steps (B, ...) -> the greedy actions (B,) int64.
 ActionFunction = Callable[[Any], np.ndarray]
-
-
-class TFLitePolicy:
-    """An exported ``.tflite`` policy network run in the LiteRT interpreter a phone uses: one
-    observation in, action values or logits out, the argmax is the action."""
-
-    def __init__(self, path: str | os.PathLike, *, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-
-    @property
-    def input_details(self) -> dict:
-        return self._input
-
-    def action_values(self, observation: np.ndarray) -> np.ndarray:
-        """(*obs) -> (num_actions,)"""
-        batch = np.asarray(observation, dtype=self._input["dtype"])[None]  # (1, *obs)
-        self._interpreter.set_tensor(self._input["index"], batch)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"])[0]
-
-    def action(self, observation: np.ndarray) -> int:
-        return int(np.argmax(self.action_values(observation)))
-
-    def actions(self, time_steps) -> np.ndarray:
-        """A batch of time steps (B, ...) -> (B,): the model takes one observation at a time."""
-        return np.asarray([self.action(obs) for obs in time_steps.observation], dtype=np.int64)
 
 
 def play_greedy(action_function: ActionFunction, environment_list: list,
@@ -251,19 +221,7 @@ def evaluate_policy(
     started = time.perf_counter()
     returns, lengths = play_greedy(action_function, environment_list, seeds)
     seconds = time.perf_counter() - started
-    statistics = return_statistics(returns, lengths)
-    metrics = {
-        "mean_return": statistics["mean_return"],
-        "std_return": statistics["std_return"],
-        "min_return": statistics["min_return"],
-        "max_return": statistics["max_return"],
-        "mean_episode_length": statistics["mean_length"],
-        "min_episode_length": int(np.min(lengths)),
-        "max_episode_length": int(np.max(lengths)),
-        "episodes": len(seeds),
-        "episodes_per_second": len(seeds) / seconds if seconds > 0 else float("inf"),
-        "env_steps_per_second": float(np.sum(lengths)) / seconds if seconds > 0 else float("inf"),
-    }
+    metrics = episode_metrics(returns, lengths, seconds)
     files = {"metrics": METRICS_FILE}
     if options.plots:
         write_returns_histogram(
@@ -276,22 +234,33 @@ def evaluate_policy(
         "algorithm": description["algorithm"],
         "environment": dataclasses.asdict(environment_options),
         "seeds": seeds,
-        "returns": statistics["returns"],
+        "returns": [float(value) for value in returns],
         "episode_lengths": [int(length) for length in lengths],
         "seconds": seconds,
         **metrics,
         "files": files,
     }
     (output_dir / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    properties = {
-        "task": "policy",
-        "model_form": form,
-        "environment": environment_options.name,
-        "episodes": len(seeds),
-        "seeds": [seeds[0], seeds[-1]],
-        "files": files,
-    }
+    properties = {"task": "policy", "model_form": form, "environment": environment_options.name,
+                  "episodes": len(seeds), "seeds": [seeds[0], seeds[-1]], "files": files}
     log(f"evaluate: mean return {metrics['mean_return']:.2f} +- {metrics['std_return']:.2f} "
         f"(min {metrics['min_return']:.1f}, max {metrics['max_return']:.1f}), "
         f"{metrics['episodes_per_second']:.2f} episodes/s")
     return EvaluationResult(properties=properties, metrics=metrics, report=report)
+
+
+def episode_metrics(returns: np.ndarray, lengths: np.ndarray, seconds: float) -> dict:
+    """The Metrics artifact's figures of ``len(returns)`` episodes played in ``seconds``."""
+    statistics = return_statistics(returns, lengths)
+    return {
+        "mean_return": statistics["mean_return"],
+        "std_return": statistics["std_return"],
+        "min_return": statistics["min_return"],
+        "max_return": statistics["max_return"],
+        "mean_episode_length": statistics["mean_length"],
+        "min_episode_length": int(np.min(lengths)),
+        "max_episode_length": int(np.max(lengths)),
+        "episodes": len(returns),
+        "episodes_per_second": len(returns) / seconds if seconds > 0 else float("inf"),
+        "env_steps_per_second": float(np.sum(lengths)) / seconds if seconds > 0 else float("inf"),
+    }

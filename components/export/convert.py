@@ -324,26 +324,23 @@ def quantize_selectively(converter, float_nodes: Callable[[str], bool], *, model
     name too (the converter names such tensors ``PartitionedCall:<k>``, not by their layer).
     """
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
-    from edgeline.components.export.litert import _signature_names
+    from edgeline.common import litert
 
     with _native_stderr_captured(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=converter.representative_dataset)
-        calibrated = Interpreter(model_content=bytes(debugger.calibrated_model))
-        tensors = calibrated.get_tensor_details()
-        signature = _signature_names(calibrated)
+        calibrated = bytes(debugger.calibrated_model)
+        signature = litert.model_signature_names(calibrated)
         names, selected_types, other_types = set(), set(), set()
-        for op in calibrated._get_ops_details():  # noqa: SLF001
-            outputs = [tensors[index]["name"] for index in op["outputs"]]
+        for op_name, outputs in litert.operator_outputs(calibrated):
             if any(float_nodes(name) or float_nodes(signature.get(index, ""))
-                   for name, index in zip(outputs, op["outputs"])):
-                names.update(outputs)
-                selected_types.add(op["op_name"])
+                   for index, name in outputs):
+                names.update(name for _, name in outputs)
+                selected_types.add(op_name)
             else:
-                other_types.add(op["op_name"])
+                other_types.add(op_name)
         if not names:
             raise ConversionError("float_nodes selected no op of the converted graph")
         # The quantizer does not match every op by its tensor names (a multi-output TOPK_V2

@@ -31,13 +31,15 @@ from typing import Any
 import numpy as np
 
 import edgeline
+from edgeline.common import litert
 from edgeline.common.artifact_types.tflite_model import (
     CATEGORY_IDS_FILE,
     LABELS_FILE,
     REPORT_FILE,
     TFLITE_FILE,
 )
-from edgeline.components.export import convert, graph, litert
+from edgeline.common.preprocessing import normalize
+from edgeline.components.export import convert, flatbuffer, graph
 from edgeline.components.export.data import ImageSet, load_images
 from edgeline.components.export.options import ExportOptions
 from edgeline.pipeline.config import to_plain
@@ -119,7 +121,7 @@ def load_keras_model(model_dir):
 
 
 @dataclasses.dataclass
-class Source:
+class SourceNetwork:
     """The network being exported, as a callable on normalized float32 images."""
 
     kind: str  # "keras" | "saved_model"
@@ -136,13 +138,13 @@ class Source:
         return outputs
 
 
-def load_source(model_dir, kind: str, log: Log = lambda message: None) -> Source:
+def load_source(model_dir, kind: str, log: Log = lambda message: None) -> SourceNetwork:
     """The network to export: ``keras``, ``saved_model``, or ``auto`` (Keras, else the
     SavedModel when the Keras file does not load)."""
     if kind in ("keras", "auto"):
         try:
             model = load_keras_model(model_dir)
-            return Source("keras", model, None, convert.is_quantization_aware(model))
+            return SourceNetwork("keras", model, None, convert.is_quantization_aware(model))
         except UserError as err:
             if kind == "keras":
                 raise
@@ -154,17 +156,17 @@ def load_source(model_dir, kind: str, log: Log = lambda message: None) -> Source
     graph_def = loaded.signatures["serving_default"].graph.as_graph_def()
     functions = [node for f in graph_def.library.function for node in f.node_def]
     qat = any(node.op.startswith("FakeQuant") for node in functions)
-    return Source("saved_model", None, loaded, qat)
+    return SourceNetwork("saved_model", None, loaded, qat)
 
 
-def source_outputs(source: Source, pixels: np.ndarray, preprocessing,
+def source_outputs(source: SourceNetwork, pixels: np.ndarray, preprocessing,
                    batch_size: int = 32) -> np.ndarray:
     """The source network on uint8 pixels (normalized here, as preprocessing.json says)."""
     import tensorflow as tf
 
     outputs = []
     for start in range(0, len(pixels), batch_size):
-        images = preprocessing.normalize(tf.constant(pixels[start:start + batch_size]))
+        images = normalize(tf.constant(pixels[start:start + batch_size]), preprocessing)
         outputs.append(np.asarray(source(images), np.float32))
     return np.concatenate(outputs)
 
@@ -176,10 +178,10 @@ def _model_input(pixels: np.ndarray, preprocessing, include_preprocessing: bool)
     """What the exported graph takes: the pixels themselves, or normalized floats."""
     if include_preprocessing:
         return pixels
-    return np.asarray(preprocessing.normalize(pixels), np.float32)
+    return np.asarray(normalize(pixels, preprocessing), np.float32)
 
 
-def convert_classifier(source: Source, *, preprocessing, options: ExportOptions,
+def convert_classifier(source: SourceNetwork, *, preprocessing, options: ExportOptions,
                        append_softmax: bool, representative: np.ndarray | None) -> bytes:
     settings = dict(quantize=options.quantize, representative=representative,
                     io_type=options.io_type, per_channel_weights=options.per_channel_weights)
@@ -333,13 +335,42 @@ def run(*, model_dir: str | os.PathLike, output_dir: str | os.PathLike, options:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = read_model_dir(model_dir)
-    preprocessing = model.preprocessing
-    task = preprocessing.task
-    source = load_source(model, options.source, log)
+    task = model.preprocessing.task
+    source = load_source(model, options.source, log)  # 1.
     _check_inputs(options, task, examples_dir, source.quantization_aware)
-    include_preprocessing = options.include_preprocessing or task == "detection"
-    options = dataclasses.replace(options, include_preprocessing=include_preprocessing)
+    options = dataclasses.replace(
+        options, include_preprocessing=options.include_preprocessing or task == "detection")
+    heldout, representative = _gate_and_calibration_images(
+        examples_dir, model.preprocessing, options, seed, log)
+    if task == "classification":  # 2.-4.
+        model_content, parity, extra = export_classifier(
+            source, preprocessing=model.preprocessing, options=options, heldout=heldout,
+            representative=representative, log=log,
+        )
+    else:
+        from edgeline.components.export import detection
 
+        model_content, parity, extra = detection.export_detector(
+            source, model_dir=model, options=options, heldout=heldout,
+            representative=representative, examples_dir=examples_dir, log=log,
+        )
+    report = _write_export(output_dir, model_content, model=model, model_dir=model_dir,
+                           source=source, options=options, parity=parity, extra=extra,
+                           started=started, log=log)  # 5.
+    result = ExportResult(directory=output_dir, report=report)
+    if options.check_parity:
+        line = describe_gate(parity, options.quantize)
+        log(f"export: {line}")
+        if not parity["passed"]:
+            raise ParityGateFailed(f"export refused: {line}", result)
+    return result
+
+
+def _gate_and_calibration_images(examples_dir, preprocessing, options: ExportOptions,
+                                 seed: int, log: Log) -> tuple[ImageSet | None, Any]:
+    """The held-out images of the parity gate (None without the gate) and the int8
+    calibration set as the exported graph takes it (None unless int8 from Examples)."""
+    task = preprocessing.task
     heldout = None
     if options.check_parity:
         heldout = load_images(examples_dir, task=task, split=options.parity_split,
@@ -356,24 +387,18 @@ def run(*, model_dir: str | os.PathLike, output_dir: str | os.PathLike, options:
         calibration = load_images(examples_dir, task=task, split=options.representative_split,
                                   preprocessing=preprocessing, count=options.representative_size,
                                   shuffle_seed=seed)
-        representative = _model_input(calibration.pixels, preprocessing, include_preprocessing)
+        representative = _model_input(calibration.pixels, preprocessing,
+                                      options.include_preprocessing)
         log(f"export: calibrating int8 on {len(calibration)} images from "
             f"'{options.representative_split}'")
+    return heldout, representative
 
-    if task == "classification":
-        model_content, parity, extra = export_classifier(
-            source, preprocessing=preprocessing, options=options, heldout=heldout,
-            representative=representative, log=log,
-        )
-    else:
-        from edgeline.components.export import detection
 
-        model_content, parity, extra = detection.export_detector(
-            source, model_dir=model, options=options, heldout=heldout,
-            representative=representative, examples_dir=examples_dir, log=log,
-        )
-
-    flex = litert.flex_operators(model_content)
+def _write_export(output_dir: Path, model_content: bytes, *, model, model_dir,
+                  source: SourceNetwork, options: ExportOptions, parity: dict[str, Any],
+                  extra: dict[str, Any], started: float, log: Log) -> dict[str, Any]:
+    """Write ``model.tflite``, the label files and ``export.json``; return the report."""
+    flex = flatbuffer.flex_operators(model_content)
     if flex:  # the converter runs with builtins only; this guards against a future default
         raise UserError(f"the export holds Select-TF (Flex) ops: {', '.join(flex)}")
     (output_dir / TFLITE_FILE).write_bytes(model_content)
@@ -382,19 +407,19 @@ def run(*, model_dir: str | os.PathLike, output_dir: str | os.PathLike, options:
     report = {
         "format": "tflite",
         "edgeline_version": edgeline.__version__,
-        "task": task,
+        "task": model.preprocessing.task,
         "files": files,
         "size_bytes": len(model_content),
         "quantize": options.quantize,
         "io_type": options.io_type,
-        "preprocessing_inside": include_preprocessing,
-        "preprocessing": preprocessing.to_json(),
+        "preprocessing_inside": options.include_preprocessing,
+        "preprocessing": model.preprocessing.to_json(),
         "source": {"kind": source.kind, "model_dir": os.fspath(model_dir),
                    "quantization_aware": source.quantization_aware},
         "inputs": runtime.input_details,
         "outputs": runtime.output_details,
-        "operators": dict(sorted(litert.operator_names(model_content).items())),
-        "tensor_types": litert.tensor_type_counts(model_content),
+        "operators": dict(sorted(flatbuffer.operator_names(model_content).items())),
+        "tensor_types": flatbuffer.tensor_type_counts(model_content),
         "parity": parity,
         "options": to_plain(options),
         **extra,
@@ -404,20 +429,15 @@ def run(*, model_dir: str | os.PathLike, output_dir: str | os.PathLike, options:
         report["latency"] = latency_figures(model_content, options)
     report["seconds"] = round(time.time() - started, 2)
     _write_json(output_dir / REPORT_FILE, report)
-    result = ExportResult(directory=output_dir, report=report)
-    if options.check_parity:
-        line = describe_gate(parity, options.quantize)
-        log(f"export: {line}")
-        if not parity["passed"]:
-            raise ParityGateFailed(f"export refused: {line}", result)
-    return result
+    return report
 
 
-def export_classifier(source: Source, *, preprocessing, options: ExportOptions,
+def export_classifier(source: SourceNetwork, *, preprocessing, options: ExportOptions,
                       heldout: ImageSet | None, representative, log: Log):
     """Convert a classifier and (with held-out images) run its parity gate: the ``.tflite``
     bytes, the parity figures, and the report's extra fields. :func:`run` calls it on a Model
-    artifact; it also takes a network held in memory (``Source("keras", model, None, False)``)."""
+    artifact; it also takes a network held in memory
+    (``SourceNetwork("keras", model, None, False)``)."""
     probe = heldout.pixels if heldout is not None else _probe_pixels(preprocessing)
     source_scores = source_outputs(source, probe, preprocessing)
     append_softmax = not graph.is_probability(source_scores)

@@ -2,7 +2,8 @@
 
 Both come from an Examples artifact's TFRecords (keys of :mod:`edgeline.pipeline.records`)
 and are prepared as the Model artifact's ``preprocessing.json`` says, up to uint8 RGB pixels at
-the model's input size. The normalization ``(pixels / 255 - mean) / std`` is left to the caller,
+the model's input size (:func:`edgeline.common.preprocessing.evaluation_pixels`, the shared
+evaluation preprocessing). The normalization ``(pixels / 255 - mean) / std`` is left to the caller,
 because an export with the preprocessing inside takes exactly these pixels, and the source model
 takes them normalized: both see the same image.
 """
@@ -14,6 +15,7 @@ import os
 
 import numpy as np
 
+from edgeline.common.preprocessing import decode, evaluation_pixels
 from edgeline.pipeline import records
 from edgeline.pipeline.errors import UserError
 
@@ -36,25 +38,6 @@ class ImageSet:
 
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
-
-
-def eval_resize(image, preprocessing):
-    """The evaluation-time view of one image, as the train stage evaluates: the central square
-    of side ``crop_fraction`` x the shorter side (the 224/256 center crop of Szegedy et al.,
-    2015, at 0.875), resized with the model's ``tf.image.resize`` method, rounded back to
-    uint8 pixels (what a camera gives an app). ``crop_fraction`` 1.0 resizes the whole image,
-    the detection convention, so normalized boxes stay valid."""
-    import tensorflow as tf
-
-    if float(preprocessing.crop_fraction) < 1.0:
-        height, width = tf.shape(image)[0], tf.shape(image)[1]
-        shorter = tf.cast(tf.minimum(height, width), tf.float32)
-        side = tf.maximum(tf.cast(float(preprocessing.crop_fraction) * shorter, tf.int32), 1)
-        top, left = (height - side + 1) // 2, (width - side + 1) // 2
-        image = image[top:top + side, left:left + side]  # (c, c, 3)
-    size = [int(s) for s in preprocessing.input_size]
-    resized = tf.image.resize(image, size, method=preprocessing.resize)  # (H, W, 3) float32
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
 def _shards(examples_dir: str | os.PathLike, split: str) -> list[str]:
@@ -82,12 +65,6 @@ def _dataset(paths: list[str], *, count: int, shuffle_seed: int | None):
                             reshuffle_each_iteration=False).take(count)
 
 
-def _decode(encoded):
-    import tensorflow as tf
-
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False)  # (h, w, 3) uint8
-
-
 def classification_images(examples_dir, *, split: str, preprocessing, count: int,
                           shuffle_seed: int | None = None) -> ImageSet:
     """Up to ``count`` images of ``split`` with their labels (see :func:`_dataset`)."""
@@ -95,7 +72,8 @@ def classification_images(examples_dir, *, split: str, preprocessing, count: int
 
     def prepare(serialized):
         parsed = records.parse_classification(serialized)
-        return eval_resize(_decode(parsed[records.ENCODED]), preprocessing), parsed[records.LABEL]
+        encoded = parsed[records.ENCODED]
+        return evaluation_pixels(decode(encoded), preprocessing), parsed[records.LABEL]
 
     dataset = _dataset(_shards(examples_dir, split), count=count, shuffle_seed=shuffle_seed)
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -113,9 +91,9 @@ def detection_images(examples_dir, *, split: str, preprocessing, count: int,
 
     def prepare(serialized):
         parsed = records.parse_detection(serialized)
-        image = _decode(parsed[records.ENCODED])
+        image = decode(parsed[records.ENCODED])
         size = tf.shape(image)[:2]
-        return eval_resize(image, preprocessing), parsed[records.SOURCE_ID], size
+        return evaluation_pixels(image, preprocessing), parsed[records.SOURCE_ID], size
 
     dataset = _dataset(_shards(examples_dir, split), count=count, shuffle_seed=shuffle_seed)
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

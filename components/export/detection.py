@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeline.components.export import convert, graph, litert
+from edgeline.common import litert
+from edgeline.components.export import convert, flatbuffer, graph
 from edgeline.components.export.data import ImageSet
 from edgeline.pipeline.errors import UserError
 
@@ -141,7 +142,7 @@ def run_tensorflow(function, pixels: np.ndarray) -> dict[str, np.ndarray]:
 def run_litert(model_content: bytes, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """The ``.tflite`` in LiteRT, image by image; outputs matched by their signature names."""
     runtime = litert.LiteRTModel(model_content)
-    names = output_order(model_content)
+    names = runtime.output_names
     if sorted(names) != sorted(DETECTION_OUTPUTS):
         raise UserError(f"the exported detector's outputs are {names}; expected "
                         f"{list(DETECTION_OUTPUTS)}")
@@ -151,13 +152,7 @@ def run_litert(model_content: bytes, pixels: np.ndarray) -> dict[str, np.ndarray
 
 def output_order(model_content: bytes) -> list[str]:
     """The serving signature's output names in the order of the model's output tensors."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgeline.components.evaluate.predictors import signature_output_names
-
-    interpreter = Interpreter(model_content=model_content)
-    by_index = signature_output_names(interpreter)
-    return [by_index.get(d["index"], d["name"]) for d in interpreter.get_output_details()]
+    return litert.LiteRTModel(model_content).output_names
 
 
 def to_coco(detections: dict[str, np.ndarray], images: ImageSet,
@@ -260,7 +255,7 @@ def export_detector(source, *, model_dir, options, heldout: ImageSet | None,
             per_channel_weights=options.per_channel_weights,
         )
     # Apps that read outputs by position expect the SSD order.
-    model_content = litert.reorder_outputs(model_content, DETECTION_OUTPUTS)
+    model_content = flatbuffer.reorder_outputs(model_content, DETECTION_OUTPUTS)
     extra = {
         "detection": {
             "outputs": list(DETECTION_OUTPUTS),

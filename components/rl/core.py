@@ -23,7 +23,6 @@ The learning curve (every evaluation, every training log line, every resume) is 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -34,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import config as tf_config  # is/disable_op_determinism
 from tf_agents.drivers import dynamic_episode_driver, dynamic_step_driver
 from tf_agents.environments import tf_py_environment
 from tf_agents.metrics import tf_metrics
@@ -46,6 +44,7 @@ import edgeline
 from edgeline.common import environments as envs
 from edgeline.common.artifact_types.policy import DESCRIPTION_FILE as POLICY_FILE
 from edgeline.common.artifact_types.policy import HISTORY_FILE, TENSORBOARD_DIR
+from edgeline.common.determinism import determinism, op_determinism_enabled
 from edgeline.components.evaluate.returns import GreedyEvaluator
 from edgeline.components.rl import agents, export
 from edgeline.components.rl.options import RlOptions
@@ -314,20 +313,6 @@ def _environment_description(options: RlOptions, environment) -> dict:
     return description
 
 
-@contextlib.contextmanager
-def op_determinism(enabled: bool):
-    """Op determinism for the run only: it is process-wide, and other work in the same process
-    (other stages, other tests) may use ops that have no deterministic kernel."""
-    was_enabled = tf_config.is_op_determinism_enabled()
-    if enabled and not was_enabled:
-        tf.config.experimental.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if enabled and not was_enabled:
-            tf_config.disable_op_determinism()
-
-
 class TrainingRun:
     """One run: environments, trainer, checkpoint, learning curve, TensorBoard log."""
 
@@ -352,7 +337,7 @@ class TrainingRun:
         self.counters = Counters()
         if options.algorithm == "dqn":
             # Prefetched sampling is faster but its order depends on thread timing.
-            prefetch = not tf_config.is_op_determinism_enabled()
+            prefetch = not op_determinism_enabled()
             self.trainer = DqnTrainer(options, self.tf_env, self.counters, prefetch=prefetch)
         else:
             limit = envs.max_episode_steps(self.train_py_env)
@@ -630,7 +615,7 @@ def run(
     output_dir, checkpoint_dir = Path(output_dir), Path(checkpoint_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    with op_determinism(deterministic):
+    with determinism(deterministic=deterministic):
         seed_everything(seed)
         session = TrainingRun(options, checkpoint_dir=checkpoint_dir, seed=seed, log=log)
         session.train()

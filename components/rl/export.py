@@ -24,9 +24,9 @@ from tf_agents.trajectories import time_step as ts
 
 from edgeline.common.artifact_types.policy import SAVED_POLICY_DIR, TFLITE_FILE
 
-# The LiteRT runner of the exported network is the evaluate stage's (it scores the .tflite of a
-# Policy artifact); the parity check below uses the same one.
-from edgeline.components.evaluate.returns import TFLitePolicy
+# The shared LiteRT runner of a policy network: the evaluate stage scores a Policy artifact's
+# .tflite with it, and the parity check below uses the same one.
+from edgeline.common.litert import TFLitePolicy
 
 __all__ = ["TFLitePolicy", "check_parity", "record_observations", "save_policy", "save_tflite",
            "write_json"]

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.common.determinism import determinism
 from edgeline.components.train import data, distribute, loop, publish
 from edgeline.components.train.options import TrainOptions
 from edgeline.components.train.task import Log, make_task
@@ -86,20 +87,18 @@ def run(
     artifact or SavedModel) overrides ``options.transfer.initial_model``."""
     log = log or _stderr
     strategy = distribute.select_strategy(options.distribution)
-    previous_state = distribute.current_global_state()
-    try:
+    # Tests and pipelines train several models in one process: the policy and op determinism
+    # the run sets are undone after it.
+    with determinism(seed=seed, deterministic=deterministic):
         return _run(options=options, examples_dir=Path(examples_dir), output_dir=Path(output_dir),
                     work_dir=Path(work_dir), seed=seed, deterministic=deterministic,
                     initial_model=initial_model or options.transfer.initial_model,
                     strategy=strategy, log=log)
-    finally:
-        distribute.restore_global_state(*previous_state)
 
 
 def _run(*, options, examples_dir, output_dir, work_dir, seed, deterministic, initial_model,
          strategy, log) -> TrainResult:
     started = time.time()
-    distribute.configure_determinism(seed, deterministic)
     setup = _set_up(options=options, examples_dir=examples_dir, work_dir=work_dir,
                     initial_model=initial_model, strategy=strategy, log=log)
     model = _build_network(setup, options=options, initial_model=initial_model,

@@ -12,9 +12,10 @@ do not depend on thread scheduling, on a restart, or on how many replicas consum
 
 Classification: the random-resized crop (Szegedy et al., 2015) is sampled on the JPEG header
 alone and decoded with ``tf.image.decode_and_crop_jpeg``, which decodes only the crop's
-blocks; evaluation takes the central ``crop_fraction`` of the shorter side. Detection: the
-image is resized to the input size, flipped and scale-jittered with its boxes, and the
-detector's own encoder turns the boxes into training targets.
+blocks. Evaluation (the center crop, the resize, the normalization) is the preprocessing
+every stage shares, :mod:`edgeline.common.preprocessing`. Detection: the image is resized to
+the input size, flipped and scale-jittered with its boxes, and the detector's own encoder
+turns the boxes into training targets.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import tensorflow as tf
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgeline.common import preprocessing
 from edgeline.common.artifact_types.examples import LABELS_FILE
 from edgeline.components.train.options import DataOptions
 from edgeline.pipeline import records
@@ -126,41 +128,6 @@ def _split_count(split_properties, files) -> int:
 
 
 # -- shared pieces -------------------------------------------------------------------------
-
-
-def normalize(pixels, options: DataOptions):
-    """``(pixels / 255 - mean) / std``, float32: what preprocessing.json promises."""
-    mean = tf.constant(options.mean, tf.float32)
-    std = tf.constant(options.std, tf.float32)
-    return (tf.cast(pixels, tf.float32) / 255.0 - mean) / std
-
-
-def _resize(image, options: DataOptions):
-    return tf.image.resize(image, options.input_size, method=options.resize)  # (H, W, 3)
-
-
-def _decode(encoded):
-    """Any JPEG, PNG, GIF or BMP to uint8 RGB (grayscale and CMYK JPEGs become RGB)."""
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False)  # (h, w, 3)
-
-
-def _image_shape(encoded):
-    """(height, width, channels) without decoding a JPEG; other formats are decoded."""
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: tf.image.extract_jpeg_shape(encoded),
-        lambda: tf.shape(_decode(encoded)),
-    )
-
-
-def _decode_window(encoded, window):
-    """Decodes only ``window`` = [y, x, height, width] of the image."""
-    return tf.cond(
-        tf.io.is_jpeg(encoded),
-        lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3),
-        lambda: tf.slice(_decode(encoded), [window[0], window[1], 0],
-                         [window[2], window[3], 3]),
-    )
 
 
 def _graph_only(function: Callable) -> Callable:
@@ -264,7 +231,7 @@ def _evaluation_stream(files, *, per_example: Callable, options: DataOptions, ba
 def random_resized_crop(encoded, seed, options: DataOptions):
     """Decodes a random crop (area and aspect ratio from the options) of the image: (h, w, 3)."""
     augmentation = options.augmentation
-    shape = _image_shape(encoded)
+    shape = preprocessing.image_shape(encoded)
     whole_image = tf.constant([[[0.0, 0.0, 1.0, 1.0]]], tf.float32)  # (1, 1, 4)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape,
@@ -277,17 +244,7 @@ def random_resized_crop(encoded, seed, options: DataOptions):
         use_image_if_no_bounding_boxes=True,
     )
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
-    return _decode_window(encoded, window)
-
-
-def center_crop(encoded, crop_fraction: float):
-    """Decodes the central square of side ``crop_fraction`` x the shorter side: (c, c, 3)."""
-    shape = _image_shape(encoded)
-    height, width = shape[0], shape[1]
-    side = tf.cast(crop_fraction * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
-    side = tf.maximum(side, 1)
-    window = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
-    return _decode_window(encoded, window)
+    return preprocessing.decode_window(encoded, window)
 
 
 def classification_train_example(options: DataOptions, num_classes: int):
@@ -298,12 +255,12 @@ def classification_train_example(options: DataOptions, num_classes: int):
         if options.augmentation.random_resized_crop:
             image = random_resized_crop(encoded, crop_seed, options)
         else:
-            image = center_crop(encoded, options.crop_fraction)
-        image = _resize(image, options)  # (H, W, 3) float32 in [0, 255]
+            image = preprocessing.center_crop(encoded, options.crop_fraction)
+        image = preprocessing.resize(image, options)  # (H, W, 3) float32 in [0, 255]
         if options.augmentation.horizontal_flip:
             image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
         label = tf.one_hot(parsed[records.LABEL], num_classes)  # (C,)
-        return normalize(image, options), label
+        return preprocessing.normalize(image, options), label
 
     return per_example
 
@@ -311,8 +268,9 @@ def classification_train_example(options: DataOptions, num_classes: int):
 def classification_eval_example(options: DataOptions, num_classes: int):
     def per_example(serialized):
         parsed = records.parse_classification(serialized)
-        image = _resize(center_crop(parsed[records.ENCODED], options.crop_fraction), options)
-        return normalize(image, options), tf.one_hot(parsed[records.LABEL], num_classes)
+        image = preprocessing.evaluation_image(parsed[records.ENCODED], options, crop=True)
+        return (preprocessing.normalize(image, options),
+                tf.one_hot(parsed[records.LABEL], num_classes))
 
     return per_example
 
@@ -426,7 +384,8 @@ def detection_train_example(options: DataOptions, table, encode_targets: Callabl
     def per_example(seed, serialized):
         objects = parse_detection_objects(serialized, table)
         flip_seed, jitter_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        image = normalize(_resize(_decode(objects["encoded"]), options), options)  # (H, W, 3)
+        image = preprocessing.resize(preprocessing.decode(objects["encoded"]), options)
+        image = preprocessing.normalize(image, options)  # (H, W, 3)
         boxes, classes = objects["boxes"], objects["classes"]
         if augmentation.horizontal_flip:
             flip = tf.random.stateless_uniform([], flip_seed) < 0.5
@@ -449,7 +408,8 @@ def detection_eval_example(options: DataOptions, table, encode_targets: Callable
 
     def per_example(serialized):
         objects = parse_detection_objects(serialized, table)
-        image = normalize(_resize(_decode(objects["encoded"]), options), options)
+        image = preprocessing.evaluation_image(objects["encoded"], options, crop=False)
+        image = preprocessing.normalize(image, options)
         image.set_shape([*options.input_size, 3])
         if encode_targets is None:
             return image, {"source_id": objects["source_id"], "height": objects["height"],

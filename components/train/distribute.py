@@ -1,4 +1,4 @@
-"""Where training runs: the tf.distribute strategy, the precision policy, determinism.
+"""Where training runs: the tf.distribute strategy and the precision policy.
 
 - One device: TensorFlow's default strategy (the only one ``BackupAndRestore`` accepts besides
   the mirrored ones).
@@ -10,7 +10,8 @@
   loss scaling, on CPUs (and TPUs).
 
 Collective ops must be configured before TensorFlow runs anything, so :func:`select_strategy`
-is the first thing the train core does.
+is the first thing the train core does. Seeds, op determinism and restoring the policy after a
+run are :mod:`edgeline.common.determinism`'s.
 """
 
 from __future__ import annotations
@@ -117,27 +118,3 @@ def precision_policy(kind: str) -> str:
 
 def set_precision_policy(name: str) -> None:
     keras.mixed_precision.set_global_policy(name)
-
-
-def configure_determinism(seed: int, deterministic: bool) -> None:
-    """Seeds Python, NumPy and TensorFlow; in deterministic mode also makes every op
-    deterministic (TensorFlow refuses ops that have no deterministic kernel)."""
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
-def restore_global_state(previous_policy: str, previous_determinism: bool) -> None:
-    """Undo the process-wide settings a training made (tests train several models in one
-    process)."""
-    keras.mixed_precision.set_global_policy(previous_policy)
-    from tensorflow.python.framework import config as tf_config
-
-    if not previous_determinism and tf_config.is_op_determinism_enabled():
-        tf_config.disable_op_determinism()
-
-
-def current_global_state() -> tuple[str, bool]:
-    from tensorflow.python.framework import config as tf_config
-
-    return keras.mixed_precision.global_policy().name, tf_config.is_op_determinism_enabled()

@@ -8,6 +8,7 @@ import pytest
 import tf_keras as keras
 
 import edgeline  # noqa: F401
+from edgeline.common.litert import LiteRTModel
 from edgeline.components.compress import tflite_kernels
 from edgeline.components.compress.bn_fold import fold_batch_norm
 from edgeline.components.compress.cluster import cluster
@@ -20,7 +21,6 @@ from edgeline.components.compress.options import (
 from edgeline.components.compress.qat import detect_preservation, qat
 from edgeline.components.compress.selection import kernels
 from edgeline.components.export.convert import convert_keras
-from edgeline.components.export.litert import LiteRTModel
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgeline.components.export import convert, litert
+from edgeline.common import litert
+from edgeline.components.export import convert, flatbuffer
 from edgeline.pipeline.errors import UserError
 
 
@@ -34,7 +35,7 @@ def test_each_mode_gives_its_weight_type_and_size(calibration):
     expected = model(calibration).numpy()
     exports = {mode: convert.convert_keras(model, quantize=mode, representative=calibration)
                for mode in convert.QUANTIZE_MODES}
-    types = {mode: litert.tensor_type_counts(content) for mode, content in exports.items()}
+    types = {mode: flatbuffer.tensor_type_counts(content) for mode, content in exports.items()}
     assert "float16" in types["float16"] and "int8" not in types["float16"]
     assert "int8" in types["dynamic"]
     assert types["int8"]["int8"] > types["dynamic"]["int8"]  # activations too
@@ -45,7 +46,7 @@ def test_each_mode_gives_its_weight_type_and_size(calibration):
         (outputs,) = litert.LiteRTModel(content).predict(calibration)
         tolerance = {"none": 1e-5, "float16": 2e-3, "dynamic": 3e-2, "int8": 3e-2}[mode]
         np.testing.assert_allclose(outputs, expected, atol=tolerance, err_msg=mode)
-        assert litert.flex_operators(content) == []
+        assert flatbuffer.flex_operators(content) == []
 
 
 def test_int8_inputs_and_outputs_when_asked(calibration):
@@ -75,7 +76,7 @@ def test_quantization_aware_model_is_integer_without_calibration(calibration):
     qat.fit(calibration, targets, epochs=1, batch_size=8, verbose=0)  # ranges from data
     assert convert.is_quantization_aware(qat)
     content = convert.convert_keras(qat, quantize="int8", io_type="int8")
-    assert litert.tensor_type_counts(content)["int8"] >= 8
+    assert flatbuffer.tensor_type_counts(content)["int8"] >= 8
     (outputs,) = litert.LiteRTModel(content).predict(calibration)
     np.testing.assert_allclose(outputs, qat(calibration).numpy(), atol=0.02)
 

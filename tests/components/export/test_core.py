@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgeline.components.export import core, graph, litert
+from edgeline.common import litert
+from edgeline.components.export import core, flatbuffer, graph
 from edgeline.components.export.options import ExportOptions
 from edgeline.pipeline.errors import UserError
 
@@ -100,13 +101,13 @@ def test_registry_classifier_float32_matches_keras(name, shapes_examples):
                           split=options.parity_split, preprocessing=preprocessing,
                           count=options.parity_size)
     content, parity, extra = core.export_classifier(
-        core.Source("keras", model, None, False), preprocessing=preprocessing,
+        core.SourceNetwork("keras", model, None, False), preprocessing=preprocessing,
         options=options, heldout=heldout, representative=None, log=lambda message: None)
     assert parity["checked"] and parity["images"] == 32
     assert parity["max_abs_difference"] <= 1e-4, parity
     assert extra["softmax_appended"]  # registry classifiers return logits
-    assert litert.operator_names(content).get("SOFTMAX") == 1
-    assert litert.flex_operators(content) == []
+    assert flatbuffer.operator_names(content).get("SOFTMAX") == 1
+    assert flatbuffer.flex_operators(content) == []
 
 
 def test_trained_classifier_int8_size_and_top1(trained_cnn, shapes_examples, tmp_path):

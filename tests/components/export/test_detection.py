@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgeline.components.export import core, detection, litert
+from edgeline.common import litert
+from edgeline.components.export import core, detection, flatbuffer
 from edgeline.components.export.options import ExportOptions
 from edgeline.pipeline import records
 
@@ -35,7 +36,7 @@ def test_detector_export(quantize, kept, demo_detector, demo_detection_examples,
     )
     report = result.report
     content = result.tflite_path.read_bytes()
-    assert litert.flex_operators(content) == []
+    assert flatbuffer.flex_operators(content) == []
     assert "NON_MAX_SUPPRESSION_V5" in report["operators"]
     (pixels,) = report["inputs"]
     assert pixels["dtype"] == "uint8" and pixels["shape"] == [1, SIZE, SIZE, 3]

@@ -97,16 +97,6 @@ def _jpeg(pixels, fmt="JPEG"):
     return buffer.getvalue()
 
 
-def test_center_crop_decodes_the_central_square_of_jpeg_and_png():
-    pixels = np.zeros((40, 80, 3), np.uint8)
-    pixels[:, 20:60] = 255  # the central 40x40 square is white, the sides black
-    for fmt in ("JPEG", "PNG"):
-        crop = data.center_crop(tf.constant(_jpeg(pixels, fmt)), 1.0).numpy()
-        assert crop.shape == (40, 40, 3)
-        assert crop.mean() > 250, fmt
-    assert data.center_crop(tf.constant(_jpeg(pixels)), 0.5).numpy().shape == (20, 20, 3)
-
-
 def test_random_resized_crop_is_a_window_of_the_decoded_image():
     rng = np.random.RandomState(0)
     pixels = rng.randint(0, 255, (60, 90, 3)).astype(np.uint8)
