@@ -84,7 +84,7 @@ def read_source(model_dir: str | os.PathLike) -> SourceModel:
 
 
 def _data_options(preprocessing, fine_tune: FineTuneOptions):
-    from edgeline.components.train.options import DataOptions
+    from edgeline.components.train import DataOptions
 
     resize = preprocessing.resize if preprocessing.resize in (
         "bilinear", "bicubic", "area", "nearest") else "bilinear"
@@ -141,11 +141,9 @@ def _quiet(message: str) -> None:
 def examples_task(examples_dir: str | os.PathLike, source: SourceModel,
                   fine_tune: FineTuneOptions) -> ExamplesTask:
     """The train stage's data and task for fine-tuning ``source`` on ``examples_dir``."""
-    from edgeline.components.train import core as train_core
-    from edgeline.components.train import data as train_data
-    from edgeline.components.train.options import TrainOptions
+    from edgeline.components.train import TrainOptions, make_task, read_examples
 
-    info = train_data.read_examples(examples_dir, source.task)
+    info = read_examples(examples_dir, source.task)
     if info.num_classes != len(source.labels):
         raise UserError(
             f"the Examples at {str(examples_dir)!r} have {info.num_classes} classes and the "
@@ -156,7 +154,7 @@ def examples_task(examples_dir: str | os.PathLike, source: SourceModel,
         model="cnn", task=source.task, batch_size=fine_tune.batch_size,
         data=_data_options(source.preprocessing, fine_tune), tensorboard=False,
     )
-    task = train_core.make_task(info, options)
+    task = make_task(info, options)
     steps = fine_tune.steps_per_epoch or info.train_count // fine_tune.batch_size
     if steps < 1:
         raise UserError(f"fine_tune.batch_size={fine_tune.batch_size} is larger than the "
@@ -209,12 +207,11 @@ def evaluate_artifact(model_dir: Path, examples_dir, output_dir: Path, *,
                       quantization_aware: bool, max_images: int | None) -> dict[str, Any]:
     """The evaluate stage's metrics of a Model artifact on the validation split (its
     SavedModel for a QAT network: TF-MOT cannot reload a QAT ``.keras`` file)."""
-    from edgeline.components.evaluate import core as evaluate_core
-    from edgeline.components.evaluate.options import EvaluateOptions
+    from edgeline.components import evaluate
 
-    options = EvaluateOptions(model_form="saved_model" if quantization_aware else "keras",
+    options = evaluate.EvaluateOptions(model_form="saved_model" if quantization_aware else "keras",
                               max_images=max_images, plots=False)
-    result = evaluate_core.run(options=options, examples_dir=examples_dir,
+    result = evaluate.run(options=options, examples_dir=examples_dir,
                                model_path=model_dir, output_dir=output_dir, log=_quiet)
     return {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}
 
@@ -282,7 +279,7 @@ def _run_recipe(*, options: CompressOptions, model_dir, examples_dir, output_dir
     outcome = run_steps(source, options.steps, task, fine_tune=options.fine_tune, seed=seed,
                         evaluation_images=options.evaluation_images, log=log)
     save_model(output_dir, outcome.model, source, outcome.history())
-    from edgeline.components.export.convert import is_quantization_aware
+    from edgeline.components.export import is_quantization_aware
 
     log("compress: evaluating the original and the result (evaluate stage)")
     evaluated = {

@@ -28,6 +28,7 @@ from edgeline.common.artifact_types.frontier import (
     SIZE_PLOT,
     TABLE_FILE,
 )
+from edgeline.common.artifact_types.tflite_model import TFLITE_FILE as EXPORTED_FILE
 from edgeline.common.determinism import determinism
 from edgeline.components.compress import core
 from edgeline.components.compress.options import CompressOptions, Recipe
@@ -62,11 +63,10 @@ def tflite_quantize(recipe: Recipe, quantization_aware: bool) -> str:
 def export_and_measure(model_dir: Path, export_dir: Path, *, quantize: str, task: str,
                        examples_dir, options: CompressOptions, seed: int) -> dict[str, Any]:
     """Export ``model_dir`` with the export stage and read off the frontier's figures."""
-    from edgeline.components.export import core as export_core
-    from edgeline.components.export.options import ExportOptions
+    from edgeline.components import export
 
     frontier = options.frontier
-    export_options = ExportOptions(
+    export_options = export.ExportOptions(
         quantize=quantize,
         representative_size=frontier.calibration_images,
         parity_size=frontier.evaluation_images or 1_000_000,  # at most: the whole split
@@ -75,15 +75,15 @@ def export_and_measure(model_dir: Path, export_dir: Path, *, quantize: str, task
         measure_latency=True,
     )
     try:
-        result = export_core.run(model_dir=model_dir, output_dir=export_dir,
-                                 options=export_options, examples_dir=examples_dir, seed=seed)
+        result = export.run(model_dir=model_dir, output_dir=export_dir,
+                            options=export_options, examples_dir=examples_dir, seed=seed)
         report = result.report
-    except export_core.ParityGateFailed as failed:
+    except export.ParityGateFailed as failed:
         # A float export that drifts from its source still gets measured; the table says so.
         report = failed.result.report
     parity = report["parity"]
     accuracy_key = "map_export" if task == "detection" else "top1_export"
-    content = (export_dir / export_core.TFLITE_FILE).read_bytes()
+    content = (export_dir / EXPORTED_FILE).read_bytes()
     return {
         "accuracy": float(parity[accuracy_key]),
         "source_accuracy": float(parity.get(accuracy_key.replace("export", "source"), "nan")),
@@ -92,7 +92,7 @@ def export_and_measure(model_dir: Path, export_dir: Path, *, quantize: str, task
         "latency_ms": float(report["latency"]["threads_1_ms"]),
         "parity_passed": bool(parity.get("passed", True)),
         "evaluated_images": int(parity.get("images", 0)),
-        "tflite": export_dir / export_core.TFLITE_FILE,
+        "tflite": export_dir / EXPORTED_FILE,
     }
 
 
@@ -233,7 +233,7 @@ def measure_recipes(*, source: core.SourceModel, task: core.ExamplesTask,
                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The original's float32 ``.tflite`` first, then each recipe run, exported and measured:
     the frontier's rows (paths absolute) and each recipe's step report."""
-    from edgeline.components.export import convert
+    from edgeline.components.export import is_quantization_aware
 
     measure = dict(task=source.task, examples_dir=examples_dir, options=options, seed=seed)
     log("compress: frontier: measuring the original (float32 .tflite)")
@@ -256,7 +256,7 @@ def measure_recipes(*, source: core.SourceModel, task: core.ExamplesTask,
         else:
             model, model_path = source.model, model_dir
             recipes_report[name] = []
-        quantize = tflite_quantize(recipe, convert.is_quantization_aware(model))
+        quantize = tflite_quantize(recipe, is_quantization_aware(model))
         if not recipe.steps and quantize == "none":
             log(f"compress: frontier: recipe {name} is the original; not measured twice")
             continue

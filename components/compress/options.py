@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from edgeline.components.train.options import AugmentationOptions
+from edgeline.components.train import AugmentationOptions
 
 METHODS = ("bn_fold", "prune", "cluster", "qat", "distill")
 Method = Literal["bn_fold", "prune", "cluster", "qat", "distill"]

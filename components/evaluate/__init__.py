@@ -1,1 +1,18 @@
-"""The evaluate stage."""
+"""The evaluate stage: top-k, COCO mAP and average return, on a Keras, SavedModel or TFLite model.
+
+Its public names, the only ones other stages may use (export gates on its metrics, compress
+scores with it, rl evaluates its policy with it during training):
+
+    run               the stage core on a Model (core.run)
+    top_k_correct     which images are right at top-k
+    GreedyEvaluator   the mean greedy return of a policy over episodes
+    EvaluateOptions
+"""
+
+from edgeline.components.evaluate.options import EvaluateOptions
+from edgeline.pipeline.stage import lazy_public_names
+
+__getattr__ = lazy_public_names(__name__, {
+    "run": "core", "top_k_correct": "classification", "GreedyEvaluator": "returns",
+})
+__all__ = ["EvaluateOptions", "GreedyEvaluator", "run", "top_k_correct"]

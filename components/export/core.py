@@ -206,7 +206,7 @@ def convert_classifier(source: SourceNetwork, *, preprocessing, options: ExportO
 def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """The evaluate stage's top-1 (ties broken by class index), so the gate judges an export
     exactly as ``edgeline evaluate`` would."""
-    from edgeline.components.evaluate.classification import top_k_correct
+    from edgeline.components.evaluate import top_k_correct
 
     return float(np.mean(top_k_correct(np.asarray(scores, np.float32), labels, 1)))
 

@@ -68,17 +68,21 @@ def summary(report: dict) -> tuple[dict, dict]:
 
 
 def run_stage(context: StageContext) -> StageResult:
+    from edgeline.common.determinism import determinism
     from edgeline.components.export import core
 
     examples = _examples_input(context)
-    result = core.run(
-        model_dir=_model_input(context).path,
-        output_dir=context.output_dir,
-        options=context.options,
-        examples_dir=examples.path if examples is not None else None,
-        seed=context.seed,
-        log=_stderr,
-    )
+    # A deterministic pipeline's source-model inference (the parity gate's reference) runs
+    # with op determinism on, as training did; it is off again afterwards.
+    with determinism(deterministic=context.deterministic):
+        result = core.run(
+            model_dir=_model_input(context).path,
+            output_dir=context.output_dir,
+            options=context.options,
+            examples_dir=examples.path if examples is not None else None,
+            seed=context.seed,
+            log=_stderr,
+        )
     properties, metrics = summary(result.report)
     return StageResult(properties=properties, metrics=metrics)
 

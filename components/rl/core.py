@@ -45,7 +45,7 @@ from edgeline.common import environments as envs
 from edgeline.common.artifact_types.policy import DESCRIPTION_FILE as POLICY_FILE
 from edgeline.common.artifact_types.policy import HISTORY_FILE, TENSORBOARD_DIR
 from edgeline.common.determinism import determinism, op_determinism_enabled
-from edgeline.components.evaluate.returns import GreedyEvaluator
+from edgeline.components.evaluate import GreedyEvaluator
 from edgeline.components.rl import agents, export
 from edgeline.components.rl.options import RlOptions
 from edgeline.pipeline.artifacts import content_digest
