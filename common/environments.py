@@ -42,10 +42,8 @@ class AtariEnvironment(py_environment.PyEnvironment):
         game: str,
         *,
         seed: int = 0,
-        frame_skip: int = 4,
-        frame_stack: int = 4,
-        screen_size: int = 84,
-        noop_max: int = 30,
+        # Machado et al. (2018)'s preprocessing: skip, stack, resize, random no-ops at reset.
+        frame_skip: int = 4, frame_stack: int = 4, screen_size: int = 84, noop_max: int = 30,
         terminal_on_life_loss: bool = False,
         clip_rewards: bool = False,
         repeat_action_probability: float = 0.0,

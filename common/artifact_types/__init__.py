@@ -40,4 +40,5 @@ def file_names() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-__all__ = ["VIEWS", "file_names", "Examples", "Frontier", "Metrics", "Model", "Policy", "TFLiteModel"]
+__all__ = ["VIEWS", "Examples", "Frontier", "Metrics", "Model", "Policy", "TFLiteModel",
+           "file_names"]

@@ -19,22 +19,8 @@ from typing import Any
 
 from edgeline.common.artifact_types.tflite_model import tflite_files
 from edgeline.models.io import HISTORY_FILE, LABELS_FILE, MODEL_FILE, PREPROCESSING_FILE
+from edgeline.pipeline import report
 from edgeline.pipeline.artifacts import Artifact
-from edgeline.pipeline.report import (
-    MAX_TABLE_ROWS,
-    Block,
-    ExportedFile,
-    Figure,
-    Heading,
-    StepArtifact,
-    Table,
-    format_value,
-    key_value_table,
-    new_figure,
-    png_bytes,
-    read_json_object,
-    slug,
-)
 
 COMPRESS_REPORT_FILE = "compress.json"
 
@@ -43,8 +29,9 @@ __all__ = ["COMPRESS_REPORT_FILE", "HISTORY_FILE", "LABELS_FILE", "MODEL_FILE",
 
 
 def read_history(directory: str | Path) -> dict[str, Any]:
-    """The Model's ``history.json`` (Keras-style columns); {} where there is none or it is unreadable."""
-    return read_json_object(Path(directory) / HISTORY_FILE)
+    """The Model's ``history.json`` (Keras-style columns); {} where there is none or it is
+    unreadable."""
+    return report.read_json_object(Path(directory) / HISTORY_FILE)
 
 
 def numeric_series(columns: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -76,7 +63,7 @@ def training_curves_png(history: Mapping[str, Any], title: str) -> bytes | None:
         "learning rate": [k for k in series if k == "learning_rate"],
     }
     groups = {name: keys for name, keys in groups.items() if keys}
-    figure, axes_list = new_figure(len(groups))
+    figure, axes_list = report.new_figure(len(groups))
     for axes, (name, keys) in zip(axes_list, groups.items()):
         colours = {}
         for key in sorted(keys, key=lambda k: (k.startswith("val_"), k)):
@@ -94,24 +81,25 @@ def training_curves_png(history: Mapping[str, Any], title: str) -> bytes | None:
         if name != "learning rate":
             axes.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
-    return png_bytes(figure)
+    return report.png_bytes(figure)
 
 
-def _history_blocks(entry: StepArtifact, history: Mapping[str, Any]) -> list[Block]:
+def _history_blocks(entry: report.StepArtifact, history: Mapping[str, Any]) -> list[report.Block]:
     """The training curves and, when short enough to read, the per-epoch table."""
-    blocks: list[Block] = []
+    blocks: list[report.Block] = []
     png = training_curves_png(history, f"{entry.step}: training curves")
     if png:
-        blocks.append(Heading(3, "Training curves"))
-        blocks.append(Figure(slug(f"{entry.step}_training_curves.png"), png,
+        blocks.append(report.Heading(3, "Training curves"))
+        blocks.append(report.Figure(report.slug(f"{entry.step}_training_curves.png"), png,
                              f"{entry.step}: loss and metrics per epoch ({HISTORY_FILE})"))
     series = numeric_series(history)
     epochs = history.get("epoch", list(range(max(map(len, series.values()), default=0))))
-    if series and len(epochs) <= MAX_TABLE_ROWS:
+    if series and len(epochs) <= report.MAX_TABLE_ROWS:
         keys = sorted(series)
-        rows = [[str(epoch + 1)] + [format_value(series[k][i] if i < len(series[k]) else None)
+        value = report.format_value
+        rows = [[str(epoch + 1)] + [value(series[k][i] if i < len(series[k]) else None)
                                     for k in keys] for i, epoch in enumerate(epochs)]
-        blocks.append(Table(("epoch", *keys), rows))
+        blocks.append(report.Table(("epoch", *keys), rows))
     return blocks
 
 
@@ -132,19 +120,19 @@ class Model:
             figures["kernel sparsity"] = metrics["kernel_sparsity"]
         return figures
 
-    def render(self, entry: StepArtifact) -> list[Block]:
-        blocks: list[Block] = []
+    def render(self, entry: report.StepArtifact) -> list[report.Block]:
+        blocks: list[report.Block] = []
         history = read_history(entry.directory)
         if history:
             blocks.extend(_history_blocks(entry, history))
         if entry.artifact.metrics:
-            blocks.append(Heading(3, "Final metrics"))
-            blocks.append(key_value_table(entry.artifact.metrics))
+            blocks.append(report.Heading(3, "Final metrics"))
+            blocks.append(report.key_value_table(entry.artifact.metrics))
         scalars = {k: v for k, v in entry.artifact.properties.items()
                    if isinstance(v, str | int | float | bool)}
         if scalars:
-            blocks.append(key_value_table(scalars, "property"))
+            blocks.append(report.key_value_table(scalars, "property"))
         return blocks
 
-    def exported_files(self, entry: StepArtifact) -> list[ExportedFile]:
+    def exported_files(self, entry: report.StepArtifact) -> list[report.ExportedFile]:
         return tflite_files(entry)

@@ -15,37 +15,19 @@ mean_return]``) and its metrics the run's summary (``best_mean_return``, ``env_s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+# A Policy's history file has the Model's name and reader (one of each); what it holds is the
+# rl stage's evaluations and training log rather than Keras' per-epoch columns.
+from edgeline.common.artifact_types.model import read_history
 from edgeline.common.artifact_types.tflite_model import tflite_files
+from edgeline.pipeline import report
 from edgeline.pipeline.artifacts import Artifact
-from edgeline.pipeline.report import (
-    Block,
-    ExportedFile,
-    Figure,
-    Heading,
-    StepArtifact,
-    Table,
-    cut_table,
-    format_value,
-    key_value_table,
-    new_figure,
-    png_bytes,
-    read_json_object,
-    slug,
-)
 
 SAVED_POLICY_DIR = "saved_policy"
 TFLITE_FILE = "policy.tflite"
 DESCRIPTION_FILE = "policy.json"
-HISTORY_FILE = "history.json"
 TENSORBOARD_DIR = "tensorboard"
-
-
-def read_history(directory: str | Path) -> dict[str, Any]:
-    """The Policy's ``history.json``; {} where there is none or it is unreadable."""
-    return read_json_object(Path(directory) / HISTORY_FILE)
 
 
 def learning_curve_png(curve: Sequence[Sequence[float]], training: Sequence[Mapping[str, Any]],
@@ -56,7 +38,7 @@ def learning_curve_png(curve: Sequence[Sequence[float]], training: Sequence[Mapp
         return None
     losses = [(row["env_steps"], row["loss"]) for row in training
               if isinstance(row.get("loss"), int | float)]
-    figure, axes_list = new_figure(2 if losses else 1)
+    figure, axes_list = report.new_figure(2 if losses else 1)
     axes = axes_list[0]
     axes.plot([row[0] for row in curve], [row[2] for row in curve], marker="o", markersize=3,
               label="mean greedy return")
@@ -80,7 +62,7 @@ def learning_curve_png(curve: Sequence[Sequence[float]], training: Sequence[Mapp
         axes.set_yscale("log" if min(v for _, v in losses) > 0 else "linear")
         axes.grid(alpha=0.3)
     figure.suptitle(title, fontsize=10)
-    return png_bytes(figure)
+    return report.png_bytes(figure)
 
 
 class Policy:
@@ -90,8 +72,8 @@ class Policy:
         return {"best mean return": artifact.metrics.get("best_mean_return"),
                 "env steps": artifact.metrics.get("env_steps")}
 
-    def render(self, entry: StepArtifact) -> list[Block]:
-        blocks: list[Block] = []
+    def render(self, entry: report.StepArtifact) -> list[report.Block]:
+        blocks: list[report.Block] = []
         properties = entry.artifact.properties
         history = read_history(entry.directory)
         curve = properties.get("learning_curve") or [
@@ -105,15 +87,16 @@ class Policy:
         png = learning_curve_png(curve, history.get("training") or [], target,
                                  f"{entry.step}: {what}" if what else entry.step)
         if png:
-            blocks.append(Heading(3, "Learning curve"))
-            blocks.append(Figure(slug(f"{entry.step}_learning_curve.png"), png,
+            blocks.append(report.Heading(3, "Learning curve"))
+            blocks.append(report.Figure(report.slug(f"{entry.step}_learning_curve.png"), png,
                                  f"{entry.step}: mean greedy return at each evaluation"))
-            rows = [(format_value(r[0]), format_value(r[1]), format_value(r[2])) for r in curve]
-            blocks.append(cut_table(Table(("env steps", "episodes", "mean greedy return"), rows)))
+            rows = [tuple(report.format_value(v) for v in row[:3]) for row in curve]
+            blocks.append(report.cut_table(
+                report.Table(("env steps", "episodes", "mean greedy return"), rows)))
         if entry.artifact.metrics:
-            blocks.append(Heading(3, "Summary"))
-            blocks.append(key_value_table(entry.artifact.metrics))
+            blocks.append(report.Heading(3, "Summary"))
+            blocks.append(report.key_value_table(entry.artifact.metrics))
         return blocks
 
-    def exported_files(self, entry: StepArtifact) -> list[ExportedFile]:
+    def exported_files(self, entry: report.StepArtifact) -> list[report.ExportedFile]:
         return tflite_files(entry)

@@ -61,12 +61,14 @@ class ParityGateFailed(Exception):
 
 @dataclasses.dataclass
 class ExportResult:
+    """Where the export was written, and its report (``export.json``'s content)."""
+
     directory: Path
     report: dict[str, Any]
+    tflite_path: Path = dataclasses.field(init=False)  # the TFLiteModel artifact's file
 
-    @property
-    def tflite_path(self) -> Path:
-        return self.directory / TFLITE_FILE
+    def __post_init__(self) -> None:
+        self.tflite_path = self.directory / TFLITE_FILE
 
     @property
     def passed(self) -> bool:
