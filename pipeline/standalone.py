@@ -17,7 +17,6 @@ of its path and its files' sizes and times, so a changed folder is not mistaken 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -148,13 +147,9 @@ def given_artifact(path: str | os.PathLike, artifact_type: str) -> Artifact:
             return Artifact.load(path)
         except (OSError, ValueError, TypeError, KeyError):
             pass  # not readable as one: identified by its files below
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    listing = [[p.relative_to(path).as_posix() if path.is_dir() else p.name,
-                p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    identity = artifacts.canonical_json([str(path.resolve()), listing])
+    identity = [str(path.resolve()), artifacts.path_identity(path)]
     return Artifact(uri=str(path), type=artifact_type, producer="given", inputs={},
-                    fingerprint=hashlib.sha256(identity.encode()).hexdigest(),
-                    properties={}, metrics={})
+                    fingerprint=artifacts.content_digest(identity), properties={}, metrics={})
 
 
 def run_one_step(

@@ -30,6 +30,7 @@ from pathlib import Path
 from edgeline.components.ingest.options import IngestOptions
 from edgeline.components.ingest.plan import SPLITS, IngestPlan
 from edgeline.pipeline import records
+from edgeline.pipeline.artifacts import path_identity
 from edgeline.pipeline.errors import UserError
 from edgeline.pipeline.stage import StageResult
 
@@ -318,30 +319,6 @@ def _run_beam(options: IngestOptions, units, plan, work_dir: Path, progress: boo
 
 
 # -- identity of the data outside the pipeline ----------------------------------------------
-def _path_identity(path: str) -> str:
-    """sha256 over the names, sizes and mtimes of ``path`` (a file, or every file below a
-    folder): an unchanged source is a cache hit, a touched or added file is not."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    if os.path.isfile(path):
-        info = os.stat(path)
-        digest.update(f"{os.path.basename(path)}\t{info.st_size}\t{info.st_mtime_ns}".encode(
-            "utf-8", "surrogateescape"))
-        return digest.hexdigest()
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            try:
-                info = os.stat(full)
-            except OSError:  # a dangling link: its name still counts
-                info = None
-            rel = os.path.relpath(full, path)
-            stamp = f"{info.st_size}\t{info.st_mtime_ns}" if info else "missing"
-            # surrogateescape: a file name that is not UTF-8 hashes as its bytes (PEP 383).
-            digest.update(f"{rel}\t{stamp}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
 
 
 def source_fingerprint(options: IngestOptions) -> dict:
@@ -355,7 +332,7 @@ def source_fingerprint(options: IngestOptions) -> dict:
                  "val_images", "val_annotations"):
         path = getattr(options, name)
         if path is not None and os.path.exists(path):
-            identity[name] = _path_identity(path)
+            identity[name] = path_identity(path)
     if options.format == "imagenet" and options.val_labels is None:
         from importlib.metadata import version
 

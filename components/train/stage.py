@@ -14,7 +14,7 @@ from typing import Any
 
 import edgeline
 from edgeline.components.train.options import TrainOptions
-from edgeline.pipeline.artifacts import content_digest
+from edgeline.pipeline.artifacts import content_digest, path_identity
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import ConfigError
 from edgeline.pipeline.stage import Stage, StageContext, StageResult
@@ -47,7 +47,7 @@ def work_dir_for(cache_dir: Path, identity: str) -> Path:
 
 def model_source_identity(path: str | os.PathLike | None) -> Any:
     """Identity of a starting model outside the pipeline: its artifact fingerprint when it is a
-    published artifact, else the size and modification time of each of its files."""
+    published artifact, else its files' names, sizes and modification times."""
     if not path:
         return None
     path = Path(path)
@@ -57,9 +57,7 @@ def model_source_identity(path: str | os.PathLike | None) -> Any:
             return {"fingerprint": json.loads(artifact.read_text())["fingerprint"]}
         except (json.JSONDecodeError, KeyError):
             pass
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[p.relative_to(path).as_posix() if path.is_dir() else p.name, p.stat().st_size,
-             p.stat().st_mtime_ns] for p in files]
+    return {"files": path_identity(path)}
 
 
 def _external_fingerprint(options: TrainOptions) -> Any:
