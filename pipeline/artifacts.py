@@ -272,7 +272,7 @@ def _rename_into_place(tmp_dir: Path, final_dir: Path, artifact: Artifact,
     except OSError as err:
         if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
-        twin = _published_twin(final_dir, fingerprint)
+        twin = published_twin(final_dir, fingerprint)
         if twin is None:
             from edgeline.pipeline.errors import UserError
 
@@ -295,7 +295,7 @@ def place_at_output(artifact: Artifact, output: Path, *, replace: bool,
     damaged by its checksum and rebuilds. ``output`` already holding this very artifact, whole
     (a rerun with --overwrite), is left as it is.
     """
-    if _published_twin(output, artifact.fingerprint) is not None:
+    if published_twin(output, artifact.fingerprint) is not None:
         return Artifact.load(output)
     source = artifact.path
     with writing_output(output, flag) as staging:
@@ -312,7 +312,7 @@ def place_at_output(artifact: Artifact, output: Path, *, replace: bool,
         return _rename_into_place(staging, output, placed, replace and output.exists())
 
 
-def _published_twin(directory: Path, fingerprint: str) -> Artifact | None:
+def published_twin(directory: Path, fingerprint: str) -> Artifact | None:
     """The artifact in ``directory`` if it is a whole one with ``fingerprint``, else None."""
     try:
         artifact = Artifact.load(directory)

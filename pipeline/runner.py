@@ -119,6 +119,17 @@ def run_pipeline(
     return RunOutcome(run_id, Path(store.root), run.outcomes, report)
 
 
+def step_fingerprint(config: PipelineConfig, stage: Stage, step: StepConfig,
+                     inputs: Mapping[str, Artifact]) -> str:
+    """What names ``step``'s artifact: its options, its inputs' fingerprints, the seed, the
+    determinism, what it reads from outside the pipeline, and the edgeline version."""
+    extra = {"seed": config.seed, "deterministic": config.deterministic}
+    if stage.external_fingerprint is not None:
+        extra["external"] = stage.external_fingerprint(step.options)
+    input_fps = {name: artifact.fingerprint for name, artifact in inputs.items()}
+    return fingerprint(stage.name, step.raw, input_fps, extra)
+
+
 @dataclasses.dataclass
 class _Run:
     """One run in progress: each step is reused from the store, built, or skipped, in order."""
@@ -142,10 +153,7 @@ class _Run:
             return  # not asked for, and its inputs were not built either
         inputs = self._inputs(step)
         input_fps = {name: a.fingerprint for name, a in inputs.items()}
-        extra = {"seed": self.config.seed, "deterministic": self.config.deterministic}
-        if stage.external_fingerprint is not None:
-            extra["external"] = stage.external_fingerprint(step.options)
-        fp = fingerprint(stage.name, step.raw, input_fps, extra)
+        fp = step_fingerprint(self.config, stage, step, inputs)
         prefix = f"[{index}/{len(self.config.steps)}] {step.name} ({stage.name})"
         existing, problem = self.store.find(stage.name, fp)
         if not selected and existing is None:

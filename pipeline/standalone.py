@@ -172,7 +172,7 @@ def run_one_step(
     (there is one step), and a disk that refuses the default runs directory is reported as
     ``--output``'s, the only folder the user named.
     """
-    from edgeline.pipeline.runner import run_pipeline
+    from edgeline.pipeline.runner import run_pipeline, step_fingerprint
 
     output = Path(output).absolute()
     implicit = runs_dir is None
@@ -180,7 +180,10 @@ def run_one_step(
     step = StepConfig(stage.name, stage.name, tuple(inputs), options, to_plain(options))
     config = PipelineConfig(name=f"edgeline {stage.name}", seed=seed,
                             deterministic=deterministic, runs_dir=str(runs_dir), steps=(step,))
-    artifacts.check_output_dir(output, overwrite)
+    # A rerun whose --output already holds this very artifact is a cache hit, as a pipeline
+    # step's is: nothing to refuse, nothing to replace.
+    if artifacts.published_twin(output, step_fingerprint(config, stage, step, inputs)) is None:
+        artifacts.check_output_dir(output, overwrite)
     registry = StageRegistry()
     registry.register(stage)
     try:

@@ -56,8 +56,8 @@ def _lineage(runs_dir, query):
 
 def _published_then_cached(argv, output, runs_dir, artifact_type, capsys):
     """``argv`` publishes ``artifact_type`` in ``runs_dir`` with a lineage row and places it at
-    ``output``; the same command again (with --overwrite, as the output is now taken) is a
-    cache hit that does no work; the artifact and its files are the same."""
+    ``output``; the same command again (as it is: the output already holds this very artifact) is
+    a cache hit that does no work; the artifact and its files are the same."""
     import json
 
     from edgeline.cli import main
@@ -77,7 +77,7 @@ def _published_then_cached(argv, output, runs_dir, artifact_type, capsys):
                     f"'{artifact['fingerprint']}'") == [(artifact_type,)]
     before = {p.name: p.stat().st_ino for p in output.rglob("*") if p.is_file()}
 
-    assert main([*argv, "--overwrite"]) == 0
+    assert main(argv) == 0
     assert "cached" in capsys.readouterr().out
     rows = _lineage(runs_dir, f"SELECT status, cached FROM executions WHERE stage='{stage}'")
     assert rows == [("complete", 0), ("cached", 1)]

@@ -45,9 +45,16 @@ def test_a_step_is_published_with_lineage_then_a_rerun_is_a_cache_hit(tmp_path):
     assert (output / "words.txt").stat().st_ino == (published / "words.txt").stat().st_ino
     assert Artifact.load(output).fingerprint == Artifact.load(published).fingerprint
 
+    # The same step again, as it is: --output already holds this very artifact, so there is
+    # nothing to refuse (no --overwrite needed) and nothing to do.
     again = standalone.run_one_step(_stage(calls), Options(), inputs={}, output=output,
-                                    overwrite=True)
+                                    overwrite=False)
     assert again.cached and len(calls) == 1  # no work
+    # Another result (other options) into the taken output is refused before any work.
+    with pytest.raises(UserError, match="--overwrite"):
+        standalone.run_one_step(_stage(calls), Options(word="other"), inputs={}, output=output,
+                                overwrite=False)
+    assert len(calls) == 1
     with sqlite3.connect(runs / "lineage.sqlite") as db:
         rows = db.execute("SELECT step, status, cached FROM executions ORDER BY id").fetchall()
     assert rows == [("toy", "complete", 0), ("toy", "cached", 1)]

@@ -192,15 +192,20 @@ def test_recipe_mode_from_the_command_line_writes_a_model_with_its_reports(
     # 0.900).
     assert metrics["top1"] >= metrics["original_top1"] - 0.10
 
-    # The output is the user's: refused without --overwrite, and a compress that fails after
-    # it started (here: Examples with no shards) leaves the previous output as it was.
+    # The same command again is a cache hit, as a pipeline step's rerun is: the output
+    # already holds this very artifact, so there is nothing to refuse and no work to do.
     before = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    rerun = ["compress", str(recipe), "--model", str(demo_teacher.model_dir.directory),
+             "--output", str(output)]
+    assert main([*rerun, "--examples", str(demo_examples), "--seed", "1"]) == 0
+    assert "(cached, no work done)" in capsys.readouterr().out
+    # Another result is refused without --overwrite (the output is the user's), and a compress
+    # that fails after it started (here: Examples with no shards) leaves the output as it was.
+    assert main([*rerun, "--examples", str(demo_examples), "--seed", "2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
     empty = tmp_path / "no_examples"
     empty.mkdir()
-    rerun = ["compress", str(recipe), "--model", str(demo_teacher.model_dir.directory),
-             "--output", str(output), "--seed", "1"]
-    assert main([*rerun, "--examples", str(demo_examples)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    rerun.extend(["--seed", "1"])
     assert main([*rerun, "--examples", str(empty), "--overwrite"]) != 0
     after = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
     assert after == before
