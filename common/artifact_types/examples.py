@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from edgeline.common.artifact_types.tflite_model import tflite_files
+
+# The one labels file name (the Model directory's), re-exported for this type's readers.
+from edgeline.models.io import LABELS_FILE as LABELS_FILE
 from edgeline.pipeline.artifacts import Artifact
 from edgeline.pipeline.report import (
     Block,
@@ -24,7 +27,6 @@ from edgeline.pipeline.report import (
     key_value_table,
 )
 
-LABELS_FILE = "labels.txt"
 SPLIT_COUNTS = ("seen", "written", "fixed", "rejected", "shards")
 
 

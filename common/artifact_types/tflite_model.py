@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# The one labels file name (the Model directory's), re-exported for this type's readers.
+from edgeline.models.io import LABELS_FILE as LABELS_FILE
 from edgeline.pipeline.artifacts import Artifact
 from edgeline.pipeline.report import (
     Block,
@@ -29,7 +31,6 @@ from edgeline.pipeline.report import (
 
 TFLITE_FILE = "model.tflite"
 REPORT_FILE = "export.json"
-LABELS_FILE = "labels.txt"
 CATEGORY_IDS_FILE = "category_ids.txt"
 
 

@@ -49,7 +49,7 @@ from edgeline.pipeline.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
+class ModelUnderEvaluation:
     """A model to evaluate: its runnable form and what its input must look like."""
 
     predictor: predictors.Predictor
@@ -93,8 +93,8 @@ def _preprocessing_beside(path: Path):
     )
 
 
-def load_model_spec(model_path: str | os.PathLike, form: str = "auto", *,
-                    num_threads: int = 1) -> ModelSpec:
+def load_model_under_evaluation(model_path: str | os.PathLike, form: str = "auto", *,
+                    num_threads: int = 1) -> ModelUnderEvaluation:
     """The model at ``model_path`` (an artifact directory or a bare ``.tflite``/``.keras``
     file with its ``preprocessing.json``/``export.json`` and ``labels.txt`` beside it)."""
     model_path = Path(model_path)
@@ -114,7 +114,7 @@ def load_model_spec(model_path: str | os.PathLike, form: str = "auto", *,
         preprocessing, inside = _preprocessing_beside(folder)
         labels = _read_labels(folder / "labels.txt")
     predictor = predictors.load_predictor(model_path, form, num_threads=num_threads)
-    return ModelSpec(predictor=predictor, form=form, preprocessing=preprocessing,
+    return ModelUnderEvaluation(predictor=predictor, form=form, preprocessing=preprocessing,
                      labels=labels, preprocessing_inside=inside)
 
 
@@ -179,7 +179,8 @@ def _progress(total: int | None):
     return tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, disable=None)
 
 
-def _run_model(spec: ModelSpec, dataset, total: int | None) -> tuple[dict, dict, float, int]:
+def _run_model(spec: ModelUnderEvaluation, dataset,
+               total: int | None) -> tuple[dict, dict, float, int]:
     """Outputs and metadata of every image, concatenated, and the inference seconds."""
     outputs: list[dict] = []
     metadata: list[dict] = []
@@ -203,7 +204,7 @@ def _run_model(spec: ModelSpec, dataset, total: int | None) -> tuple[dict, dict,
 # -- scoring ----------------------------------------------------------------------------------
 
 
-def _score_classification(spec: ModelSpec, outputs, meta, output_dir: Path,
+def _score_classification(spec: ModelUnderEvaluation, outputs, meta, output_dir: Path,
                           options: EvaluateOptions) -> tuple[dict, dict]:
     from edgeline.components.evaluate import classification
 
@@ -221,8 +222,8 @@ def _score_classification(spec: ModelSpec, outputs, meta, output_dir: Path,
     return report | {"files": files}, metrics
 
 
-def _score_detection(spec: ModelSpec, outputs, meta, output_dir: Path, examples_dir: Path,
-                     options: EvaluateOptions) -> tuple[dict, dict]:
+def _score_detection(spec: ModelUnderEvaluation, outputs, meta, output_dir: Path,
+                     examples_dir: Path, options: EvaluateOptions) -> tuple[dict, dict]:
     from edgeline.common.coco import evaluate_detections
     from edgeline.common.coco_detections import (
         decoded_detections,
@@ -283,7 +284,8 @@ def run(
     log = log or (lambda message: print(message, file=sys.stderr))
     examples_dir, output_dir = Path(examples_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    spec = load_model_spec(model_path, options.model_form, num_threads=options.num_threads)
+    spec = load_model_under_evaluation(model_path, options.model_form,
+                                       num_threads=options.num_threads)
     task = spec.preprocessing.task
     files = _split_files(examples_dir, options.split)
     total = _expected_count(examples_dir, options.split)

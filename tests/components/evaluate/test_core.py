@@ -141,7 +141,8 @@ def test_run_writes_metrics_plot_and_throughput(classifier_setup, tmp_path):
     # The top-1 figure is the model's own argmax on the same preprocessed images.
     dataset = core.evaluation_dataset(
         records.shard_paths(setup["examples"], "validation"), task="classification",
-        preprocessing=core.load_model_spec(setup["model_dir"]).preprocessing, normalize=True,
+        preprocessing=core.load_model_under_evaluation(setup["model_dir"]).preprocessing,
+        normalize=True,
         batch_size=40,
     )
     images, meta = next(dataset.as_numpy_iterator())
