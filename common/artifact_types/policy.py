@@ -19,6 +19,7 @@ from typing import Any
 
 # A Policy's history file has the Model's name and reader (one of each); what it holds is the
 # rl stage's evaluations and training log rather than Keras' per-epoch columns.
+from edgeline.common.artifact_types.model import HISTORY_FILE as HISTORY_FILE
 from edgeline.common.artifact_types.model import read_history
 from edgeline.common.artifact_types.tflite_model import tflite_files
 from edgeline.pipeline import report
