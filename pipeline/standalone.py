@@ -130,6 +130,13 @@ def _seed(args, default: Any) -> int:
     return seed
 
 
+def refuse_foreign_output(output: str | os.PathLike) -> None:
+    """Before any work: a file, or a non-empty folder edgeline did not write, is refused at
+    once. Whether an earlier edgeline output there may be replaced (--overwrite) or already
+    is the result (a rerun) is decided by :func:`run_one_step`, once the fingerprint is known."""
+    artifacts.check_output_dir(Path(output).absolute(), overwrite=True)
+
+
 def default_runs_dir(output: Path) -> Path:
     return output.parent / DEFAULT_RUNS_DIR_NAME
 

@@ -81,10 +81,10 @@ def _cmd_compress(args) -> int:
     from edgeline.models import io as model_io
     from edgeline.pipeline import artifacts
     from edgeline.pipeline.errors import UserError
-    from edgeline.pipeline.standalone import given_artifact, run_one_step
+    from edgeline.pipeline.standalone import given_artifact, refuse_foreign_output, run_one_step
 
     options, seed, deterministic = load_options(args)
-    artifacts.check_output_dir(Path(args.output).absolute(), args.overwrite)  # before any work
+    refuse_foreign_output(args.output)
     for flag, path in (("--model", args.model), ("--examples", args.examples)):
         if not Path(path).is_dir():
             raise UserError(f"{flag}: not a directory: {path!r}")

@@ -142,16 +142,20 @@ def _register_evaluate(subparsers) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from edgeline.components.evaluate import core
     from edgeline.components.evaluate.stage import STAGES
     from edgeline.pipeline import artifacts
     from edgeline.pipeline.errors import UserError
-    from edgeline.pipeline.standalone import given_artifact, read_json, run_one_step
+    from edgeline.pipeline.standalone import (
+        given_artifact,
+        read_json,
+        refuse_foreign_output,
+        run_one_step,
+    )
 
     options = _options(args)
-    artifacts.check_output_dir(Path(args.output).absolute(), args.overwrite)  # before any work
+    refuse_foreign_output(args.output)
     artifacts.verify_input(args.model, "MODEL")
     artifacts.verify_input(args.examples, "EXAMPLES")
     is_policy = core.is_policy_dir(args.model)

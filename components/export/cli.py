@@ -90,11 +90,16 @@ def _cmd_tflite(args: argparse.Namespace) -> int:
     from edgeline.components.export.stage import STAGES
     from edgeline.pipeline import artifacts
     from edgeline.pipeline.errors import StageFailed
-    from edgeline.pipeline.standalone import given_artifact, read_json, run_one_step
+    from edgeline.pipeline.standalone import (
+        given_artifact,
+        read_json,
+        refuse_foreign_output,
+        run_one_step,
+    )
 
     options = _options(args)
     output = Path(args.output).absolute()
-    artifacts.check_output_dir(output, args.overwrite)  # before any work
+    refuse_foreign_output(output)
     artifacts.verify_input(args.model, "MODEL")
     artifacts.verify_input(args.examples, "--examples")
     inputs = {"model": given_artifact(args.model, "Model")}
