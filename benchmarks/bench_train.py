@@ -166,7 +166,8 @@ def _training_rows(examples: Path, workdir: Path) -> list[dict]:
     import tensorflow as tf
     import tf_keras as keras
 
-    from edgeline.components.train import callbacks, core, data, loop
+    from edgeline.components.train import callbacks as train_callbacks
+    from edgeline.components.train import core, data, loop
     from edgeline.components.train.options import DataOptions, TrainOptions
 
     info = data.read_examples(examples)
@@ -186,8 +187,10 @@ def _training_rows(examples: Path, workdir: Path) -> list[dict]:
             if side == "pipeline":
                 dataset = task.train_dataset(start_epoch=0, end_epoch=1, steps_per_epoch=steps,
                                              seed=0)
-                callbacks = [timer.callback, callbacks.StopOnNaN(options.optimizer.learning_rate),
-                             callbacks.HistoryLog(workdir / f"{name}-history.json", "train", True),
+                history = workdir / f"{name}-history.json"
+                callbacks = [timer.callback,
+                             train_callbacks.StopOnNaN(options.optimizer.learning_rate),
+                             train_callbacks.HistoryLog(history, "train", True),
                              keras.callbacks.BackupAndRestore(str(workdir / f"{name}-backup"))]
             else:
                 images = tf.random.stateless_normal((batch, *INPUT_SIZE, 3), seed=(1, 2))
