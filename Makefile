@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeline-installed
+# The mobile toolchain (TFLite Model Metadata writers, MediaPipe Tasks) in an environment of its
+# own inside .venv: its pins conflict with TensorFlow's (constraints-mobile.txt says which).
+MOBILE := $(VENV)/mobile
 # Two pytest-xdist workers, one per core: most tests are single-threaded Python (Beam, tf.data,
 # small models, subprocesses). A file's tests stay in one worker (they share module fixtures:
 # a trained model, a pipeline run). PYTEST_ARGS= runs them all in one process.
@@ -13,10 +16,12 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt constraints-mobile.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24" setuptools wheel
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@test -x $(MOBILE)/bin/python || $(PY) -m venv $(MOBILE)
+	$(MOBILE)/bin/python -m pip install --quiet -c constraints-mobile.txt tflite-support mediapipe
 	@touch $(STAMP)
 
 demo: setup

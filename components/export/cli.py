@@ -24,6 +24,7 @@ FLAGS = {
     "per_channel_weights": Flag("--per-tensor-weights", negate=True),
     "measure_latency": Flag("--no-latency", negate=True),
     "check_parity": Flag("--no-parity-check", negate=True),
+    "metadata": Flag("--no-metadata", negate=True),
 }
 
 

@@ -403,8 +403,13 @@ def _write_export(output_dir: Path, model_content: bytes, *, model, model_dir,
     flex = flatbuffer.flex_operators(model_content)
     if flex:  # the converter runs with builtins only; this guards against a future default
         raise UserError(f"the export holds Select-TF (Flex) ops: {', '.join(flex)}")
-    (output_dir / TFLITE_FILE).write_bytes(model_content)
     files = {"model": TFLITE_FILE, **write_labels(output_dir, model)}
+    metadata_record = None
+    if options.metadata:
+        log("export: writing TFLite Model Metadata")
+        model_content, metadata_record = _with_metadata(model_content, output_dir, model=model,
+                                                        source=source, options=options)
+    (output_dir / TFLITE_FILE).write_bytes(model_content)
     runtime = litert.LiteRTModel(model_content)
     report = {
         "format": "tflite",
@@ -423,6 +428,7 @@ def _write_export(output_dir: Path, model_content: bytes, *, model, model_dir,
         "operators": dict(sorted(flatbuffer.operator_names(model_content).items())),
         "tensor_types": flatbuffer.tensor_type_counts(model_content),
         "parity": parity,
+        "metadata": metadata_record,
         "options": to_plain(options),
         **extra,
     }
@@ -432,6 +438,21 @@ def _write_export(output_dir: Path, model_content: bytes, *, model, model_dir,
     report["seconds"] = round(time.time() - started, 2)
     _write_json(output_dir / REPORT_FILE, report)
     return report
+
+
+def _with_metadata(model_content: bytes, output_dir: Path, *, model, source: SourceNetwork,
+                   options: ExportOptions) -> tuple[bytes, dict[str, Any]]:
+    """The file with its TFLite Model Metadata (:mod:`.metadata`), and what was written."""
+    from edgeline.components.export import metadata
+
+    task = model.preprocessing.task
+    network = source.keras_model.name if source.keras_model is not None else "saved_model"
+    general = metadata.general_metadata(options, task=task, network=network,
+                                        labels=label_names(model))
+    return metadata.write_metadata(model_content, task=task,
+                                   labels_path=output_dir / LABELS_FILE,
+                                   preprocessing=model.preprocessing,
+                                   pixels_in=options.include_preprocessing, general=general)
 
 
 def export_classifier(source: SourceNetwork, *, preprocessing, options: ExportOptions,

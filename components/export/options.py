@@ -67,6 +67,15 @@ class ExportOptions:
       measure_latency: set false to skip the latency figures (tests, CI).
       check_parity: set false to skip the parity gate (no held-out data at hand); the
         export.json then says the export was not checked.
+      metadata: write TFLite Model Metadata into the file (labels, the input's normalization,
+        a detector's output roles), which MediaPipe Tasks and the TFLite Task Library need to
+        load it; written with tflite-support in the mobile environment (.venv/mobile).
+      model_name: the metadata's model name; unset means the network's name and its task.
+      model_description: the metadata's description; unset means the task, the classes and
+        the quantization.
+      model_version: the metadata's model version; unset means the edgeline version.
+      model_author: the metadata's author.
+      model_license: the metadata's license (e.g. Apache-2.0); unset writes none.
     """
 
     quantize: Quantize = "none"
@@ -87,6 +96,12 @@ class ExportOptions:
     latency_runs: int = 30
     measure_latency: bool = True
     check_parity: bool = True
+    metadata: bool = True
+    model_name: str | None = None
+    model_description: str | None = None
+    model_version: str | None = None
+    model_author: str = "edgeline"
+    model_license: str | None = None
 
     def __post_init__(self):
         if self.io_type == "int8" and self.quantize != "int8":
