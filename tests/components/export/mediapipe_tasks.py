@@ -12,8 +12,7 @@ import json
 import sys
 
 import mediapipe as mp
-from mediapipe.tasks.python import BaseOptions
-from mediapipe.tasks.python import vision
+from mediapipe.tasks.python import BaseOptions, vision
 
 
 def classify(job):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from edgeline.common import litert
 from edgeline.components.export import core, metadata
 from edgeline.components.export.data import load_images
 from edgeline.components.export.options import ExportOptions
+
 from .conftest import SHAPE_CLASSES  # noqa: TID252  (fixtures' helpers beside this file)
 
 MEDIAPIPE_TASKS = Path(__file__).with_name("mediapipe_tasks.py")
