@@ -264,6 +264,31 @@ def write_predictions(result: PredictionRun) -> Path:
     return path
 
 
+def _opens(item: Given) -> bool:
+    """Whether PIL reads the file (stops at the first that does, in :func:`run`)."""
+    try:
+        if item.missing is None:
+            read_picture(item.path)
+            return True
+    except Unreadable:
+        pass
+    return False
+
+
+def _all_skipped(given: Sequence[Given]) -> PredictionRun:
+    """The run in which no given file could be read: each with its reason."""
+    result = PredictionRun(given=len(given))
+    for item in given:
+        reason = item.missing
+        if reason is None:
+            try:
+                read_picture(item.path)
+            except Unreadable as why:
+                reason = str(why)
+        result.skipped.append((item.path, reason or "unreadable"))
+    return result
+
+
 def check_output_dir(output_dir: Path) -> None:
     """--output must not be a file or a pipeline artifact (predict would write into it)."""
     if output_dir.exists() and not output_dir.is_dir():
@@ -291,16 +316,21 @@ def run(*, model_path: str | os.PathLike, sources: Sequence[str | os.PathLike],
 
     Raises :class:`UserError` when the model is none, no SOURCE is given, or no file could be
     predicted (nothing is written then)."""
-    from edgeline.components.predict.loading import load_image_model
+    from edgeline.components.predict.loading import load_image_model, model_location
     from edgeline.components.predict.sources import expand_sources
 
     log = log or (lambda message: print(message, file=sys.stderr))
     output_dir = Path(output_dir)
     check_output_dir(output_dir)
+    model_location(model_path)  # not a model: said before anything else
     if not sources:
         raise UserError("Received: no SOURCE; give image files, folders or glob patterns")
-    model = load_image_model(model_path, num_threads=options.num_threads)
     given = expand_sources(sources)
+    if not any(_opens(item) for item in given):
+        # Nothing to predict: said without loading TensorFlow and the model (whose runtimes
+        # print lines of their own).
+        raise nothing_predicted(_all_skipped(given))
+    model = load_image_model(model_path, num_threads=options.num_threads)
     if not quiet:
         log(f"predict: {model.form} {model.task} model {model.path}, {len(given)} file(s)")
         for note in model.notes:

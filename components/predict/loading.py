@@ -124,22 +124,31 @@ def _for_detection(preprocessing: Preprocessing) -> Preprocessing:
     return preprocessing
 
 
-def load_image_model(path: str | os.PathLike, *, num_threads: int = 1) -> ImageModel:
-    """The model at ``path`` (see the module docstring); :class:`UserError` if it is none."""
+def model_location(path: str | os.PathLike) -> tuple[str, Path]:
+    """(form, the file or directory to load) of the model at ``path``, from its layout alone
+    (nothing heavy is loaded); :class:`UserError` if it is no model."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"Received: MODEL={os.fspath(path)!r}; no such file or directory")
     if path.is_dir() and (path / TFLITE_FILE).is_file():
-        return _tflite_model(path / TFLITE_FILE, num_threads)
+        return "tflite", path / TFLITE_FILE
     if path.is_dir() and (path / "model.keras").is_file():
-        return _keras_model(path)
+        return "keras", path
     if path.is_dir() and (path / "saved_model.pb").is_file():
-        return _saved_model(path)
+        return "saved_model", path
     if path.is_file() and path.suffix == ".tflite":
-        return _tflite_model(path, num_threads)
+        return "tflite", path
     if path.is_file() and path.suffix == ".keras":
-        return _keras_model(path.parent)
+        return "keras", path.parent
     raise UserError(f"Received: MODEL={os.fspath(path)!r}; not a model: {NOT_A_MODEL}")
+
+
+def load_image_model(path: str | os.PathLike, *, num_threads: int = 1) -> ImageModel:
+    """The model at ``path`` (see the module docstring); :class:`UserError` if it is none."""
+    form, location = model_location(path)
+    if form == "tflite":
+        return _tflite_model(location, num_threads)
+    return _keras_model(location) if form == "keras" else _saved_model(location)
 
 
 def _as_output_dict(outputs, names=None) -> dict[str, np.ndarray]:
