@@ -28,10 +28,13 @@ def _predict(model, sources, output, **options):
 
 
 def test_classifier_forms_give_the_same_top_labels(colour_classifier, colour_images, tmp_path):
-    """The Model artifact, its float32 .tflite (float input, normalized here) and its int8
-    .tflite (int8 input) name the same colours, which are the pictures' colours."""
+    """The Model artifact, its SavedModel, its float32 .tflite (float input, normalized here)
+    and its int8 .tflite (int8 input) name the same colours, which are the pictures'
+    colours."""
     rows = {}
-    for form in ("model_dir", "float", "int8"):
+    colour_classifier = {**colour_classifier,
+                         "saved_model": colour_classifier["model_dir"] / "saved_model"}
+    for form in ("model_dir", "saved_model", "float", "int8"):
         result = _predict(colour_classifier[form], [colour_images["folder"]], tmp_path / form,
                           top_k=2)
         assert (result.predicted, result.skipped, result.annotated) == (12, [], 0)
@@ -42,7 +45,10 @@ def test_classifier_forms_give_the_same_top_labels(colour_classifier, colour_ima
         assert len(row["labels"]) == len(row["class_ids"]) == len(row["scores"]) == 2
         assert row["labels"] == [COLOUR_NAMES[i] for i in row["class_ids"]]
         assert row["scores"][0] >= row["scores"][1] and 0.0 < sum(row["scores"]) <= 1.0 + 1e-6
-        # float32 .tflite: the same network on the same input (a softmax appended).
+        # The SavedModel, and the float32 .tflite (a softmax appended): the same network on
+        # the same input.
+        assert rows["saved_model"][name]["labels"] == row["labels"]
+        assert np.allclose(rows["saved_model"][name]["scores"], row["scores"], atol=1e-5)
         assert rows["float"][name]["class_ids"] == row["class_ids"]
         assert np.allclose(rows["float"][name]["scores"], row["scores"], atol=1e-4)
         # int8: the same top-1; probabilities within a few quantization steps.
