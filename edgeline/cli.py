@@ -19,7 +19,8 @@ import time
 
 import edgeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TF)
 
-COMPONENTS = ("ingest", "train", "rl", "evaluate", "compress", "export")
+# predict is a command, not a stage: it has a cli module and no stage module.
+COMPONENTS = ("ingest", "train", "rl", "evaluate", "compress", "export", "predict")
 
 
 class _Parser(argparse.ArgumentParser):

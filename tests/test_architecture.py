@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "train", "rl", "evaluate", "compress", "export")
+# predict is a command over the stages, held to the same rule.
+STAGES = ("ingest", "train", "rl", "evaluate", "compress", "export", "predict")
 # The one place each kind of object is built (ARCHITECTURE.md, "Layers").
 LITERT_RUNNER = REPO / "common" / "litert.py"
 COCO_ENGINE_CALLS = {"COCO", "COCOeval", "COCOeval_faster", "COCOevalEvaluateAccumulate"}
