@@ -140,7 +140,26 @@ def _cmd_tflite(args: argparse.Namespace) -> int:
     if outcome.cached:
         print(f"  cached, no work done: {outcome.artifact.uri}")
     print(outcome.details())
+    _print_how_to_try(report, output)
     return 0
+
+
+def _print_how_to_try(report: dict, output) -> None:
+    """The closing lines: the command that tries the file on pictures, and the MediaPipe
+    Tasks lines an app runs (or why MediaPipe will not load this file)."""
+    from edgeline.components.export import metadata
+
+    model = output / report["files"]["model"]
+    print(f"try it on your pictures:  edgeline predict {model} photo.jpg")
+    refused = metadata.mediapipe_refuses(report.get("metadata"))
+    if report["task"] not in ("classification", "detection"):
+        return
+    if refused:
+        print(f"MediaPipe Tasks: {refused}")
+        return
+    print("load it in MediaPipe Tasks (pip install mediapipe, or .venv/mobile/bin/python):")
+    for line in metadata.mediapipe_lines(report["task"], str(model), "photo.jpg"):
+        print(f"    {line}")
 
 
 def _keep_refused(written, output, gate, overwrite: bool) -> None:

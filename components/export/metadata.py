@@ -112,3 +112,16 @@ def write_metadata(model_content: bytes, *, task: str, labels_path: Path, prepro
             raise RuntimeError(f"writing TFLite metadata failed ({python}): {last}")
         written = target.read_bytes()
     return written, json.loads(done.stdout)
+
+
+def mediapipe_lines(task: str, model_path: str, image_path: str) -> list[str]:
+    """Three lines of Python that load the file in MediaPipe Tasks and run it on an image, as
+    an app's code would (the README shows them; the tests run them)."""
+    task_api, call, field = (("ImageClassifier", "classify", "classifications")
+                             if task == "classification" else
+                             ("ObjectDetector", "detect", "detections"))
+    return [
+        "import mediapipe as mp",
+        f"with mp.tasks.vision.{task_api}.create_from_model_path({model_path!r}) as model:",
+        f"    print(model.{call}(mp.Image.create_from_file({image_path!r})).{field})",
+    ]

@@ -20,6 +20,21 @@ def test_export_prints_the_tensors_and_writes_the_files(trained_cnn, shapes_exam
     assert "parity (dynamic): top1_drop" in out and "LiteRT latency" in out
     report = json.loads((tmp_path / "out" / "export.json").read_text())
     assert report["quantize"] == "dynamic" and report["parity"]["passed"]
+    # The closing lines: how to try the file, and the MediaPipe Tasks lines that load it.
+    model = tmp_path / "out" / "model.tflite"
+    assert f"try it on your pictures:  edgeline predict {model} photo.jpg" in out
+    assert (f"    with mp.tasks.vision.ImageClassifier.create_from_model_path('{model}') as "
+            "model:") in out
+
+
+def test_a_float_input_with_per_channel_normalization_says_what_mediapipe_needs(
+        trained_cnn, tmp_path, capsys):
+    code = main(["export", "tflite", str(trained_cnn["directory"]), "--no-parity-check",
+                 "--no-latency", "--output", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "MediaPipe Tasks: MediaPipe Tasks applies one normalization" in out
+    assert "--include-preprocessing" in out and "import mediapipe" not in out
 
 
 def test_a_refused_export_exits_1_with_its_figures(trained_cnn, shapes_examples, tmp_path,

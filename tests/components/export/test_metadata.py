@@ -211,3 +211,31 @@ def test_every_detector_form_runs_in_mediapipe_object_detector(
     assert missed == 0
     assert sum(map(len, found)) == expected  # and nothing else
 
+
+
+def readme_mediapipe_lines(repo_root: Path) -> list[str]:
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- mediapipe-lines -->\n```python\n", 1)[1].split("```", 1)[0]
+    return block.splitlines()
+
+
+@pytest.mark.slow  # the demo detector (shared, about two CPU minutes to train)
+def test_the_readme_mediapipe_lines_load_an_exported_detector(
+        repo_root, demo_detector, demo_detection_examples, tmp_path):
+    """The README's lines are the ones `edgeline export` prints, and they run as they are."""
+    lines = readme_mediapipe_lines(repo_root)
+    assert lines == metadata.mediapipe_lines("detection", "model.tflite", "photo.jpg")
+    result = export(demo_detector.model_dir.directory, demo_detection_examples,
+                    tmp_path / "export", quantize="int8")
+    (tmp_path / "model.tflite").write_bytes(result.tflite_path.read_bytes())
+    preprocessing = core.read_model_dir(demo_detector.model_dir.directory).preprocessing
+    pixels = load_images(demo_detection_examples, task="detection", split="validation",
+                         preprocessing=preprocessing, count=1).pixels
+    Image.fromarray(pixels[0]).save(tmp_path / "photo.jpg", quality=95)
+    done = subprocess.run([os.fspath(metadata.mobile_python()), "-c", "\n".join(lines)],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    labels = (result.directory / core.LABELS_FILE).read_text().split()
+    assert "Detection(bounding_box=BoundingBox(" in done.stdout
+    assert any(f"category_name='{name}'" in done.stdout for name in labels)
+    assert "Exception ignored" not in done.stderr  # the task closes cleanly
