@@ -136,6 +136,9 @@ def colour_classifier(tmp_path_factory) -> dict:
         "int8": export(model_dir, root / "int8", examples, quantize="int8", io_type="int8"),
         "int8_pixels": export(model_dir, root / "int8_pixels", examples, quantize="int8",
                               include_preprocessing=True),
+        "int8_pixels_no_metadata": export(model_dir, root / "int8_pixels_no_metadata",
+                                          examples, quantize="int8",
+                                          include_preprocessing=True, metadata=False),
     }
 
 
