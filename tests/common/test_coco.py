@@ -122,18 +122,20 @@ def test_in_memory_api_leaves_inputs_unchanged_and_matches_files(coco_data):
 
 
 def test_engine_alone_gives_the_same_numbers(coco_data):
-    """The surroundings (our indexing, the cells we skip) change nothing: faster-coco-eval's
-    own COCO + COCOeval_faster path gives the same numbers."""
-    from faster_coco_eval import COCO, COCOeval_faster
+    """The surroundings (our checks and normalization, the engine's column reader) change
+    nothing: ultrafast-pycocotools' own COCO + loadRes + COCOeval path gives the same numbers
+    and arrays."""
+    from ultrafast_pycocotools import COCO, COCOeval
 
     folder = coco_data / "yfpeng"
-    ground_truth = COCO(str(folder / "gt.json"))
-    engine = COCOeval_faster(ground_truth, ground_truth.loadRes(str(folder / "dt.json")), "bbox",
-                             print_function=lambda *args: None)
+    ground_truth = COCO(str(folder / "gt.json"), verbose=False)
+    engine = COCOeval(ground_truth, ground_truth.loadRes(str(folder / "dt.json")), "bbox",
+                      print_function=lambda *args: None)
     engine.run()
 
     ours = evaluate_files(folder / "gt.json", folder / "dt.json", "bbox")
-    np.testing.assert_allclose(list(ours.summary.values()), engine.stats[:12], rtol=0, atol=1e-12)
+    assert list(ours.summary.values()) == engine.stats.tolist()
+    np.testing.assert_array_equal(ours.precision, engine.eval["precision"])
 
 
 def test_more_than_100_detections_in_one_cell(reference_on_dicts):
