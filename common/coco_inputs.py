@@ -66,24 +66,24 @@ class GroundTruth:
         """The id of the image named ``file_name`` (whole name first, then base name), None
         when no image has it; UserError when several share its base name and none the whole."""
         if self._by_file_name is None:
-            index: dict[str, list[int]] = {}
+            whole: dict[str, list[int]] = {}
+            base: dict[str, list[int]] = {}
             for image_id, name in self.file_names.items():
-                index.setdefault(name, []).append(image_id)
-                base = _base_name(name)
-                if base != name:
-                    index.setdefault(base, []).append(image_id)
-            self._by_file_name = index
-        for key in dict.fromkeys((file_name, _base_name(file_name))):
-            matches = sorted(set(self._by_file_name.get(key, ())))
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1 and key != file_name:
+                whole.setdefault(name, []).append(image_id)
+                base.setdefault(_base_name(name), []).append(image_id)
+            self._by_file_name = {"whole": whole, "base": base}
+        matches = self._by_file_name["whole"].get(file_name, [])
+        if len(matches) != 1:
+            key = _base_name(file_name)
+            matches = self._by_file_name["base"].get(key, [])
+            if len(matches) > 1:
                 raise UserError(
                     f"{what} has file_name {file_name!r}, whose base name {key!r} is the "
-                    f"file_name of {len(matches)} ground-truth images (ids {matches[:5]}); "
-                    "give its image_id or the file_name as the ground truth spells it"
+                    f"file_name of {len(matches)} ground-truth images (ids "
+                    f"{sorted(matches)[:5]}); give its image_id or the file_name as the "
+                    "ground truth spells it"
                 )
-        return None
+        return matches[0] if matches else None
 
 
 def _base_name(file_name: str) -> str:
