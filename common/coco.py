@@ -10,8 +10,8 @@ of pycocotools' ``evaluateImg`` + ``accumulate`` whose contract is pycocotools' 
 here on the shared real sets); nothing here re-implements them.
 
 Why that engine (measured whole processes on 5,000 images x 100 detections, see
-benchmarks/bench_evaluate.py): it is about 75x pycocotools at a tenth of its memory and agrees
-with it bit for bit, precision and recall arrays included; faster-coco-eval is 6x and differs
+benchmarks/bench_evaluate.py): it is about 70x pycocotools at a twelfth of its memory and agrees
+with it bit for bit, precision and recall arrays included; faster-coco-eval is 5x and differs
 by an ulp in places, hotcoco is as fast but off by an ulp in some summary numbers and refuses
 metadata that real files carry. The engine is used through its pycocotools-compatible API
 (``COCO``, ``loadRes``, ``COCOeval``), so swapping it is a change to this module alone.
