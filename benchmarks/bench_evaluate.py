@@ -1,39 +1,49 @@
-"""Evaluate benchmark: `edgeline coco-eval`'s metric time against pycocotools' COCOeval.
+"""Evaluate benchmark: `edgeline coco-eval` against pycocotools, faster-coco-eval and
+ultrafast-pycocotools (the engine inside it), bbox and segm, whole processes and in process.
 
     python -m benchmarks.run evaluate
 
 A synthetic COCO set (5,000 images, ~7 objects each over 80 categories of COCO-like
 frequencies, 100 detections per image: near-misses and duplicates of the objects, wrong
-classes, background boxes; scores on a 0.001 grid, so with ties) is written as two JSON files.
-Each contender then runs in its own fresh process on the same files and is timed from reading
-the files to the 12 summary numbers:
+classes, background boxes; scores on a 0.001 grid, so with ties and with zeros) is written as
+two JSON files; for segm, 500 images of the same kind whose objects and detections are
+polygons. Each contender runs as its own process on the same files, three interleaved rounds
+(pycocotools once, it takes a minute), median taken:
 
-- ours: ``evaluate_files`` (our loading and indexing around faster-coco-eval's C++ engine);
-- pycocotools: ``COCO(gt)``, ``loadRes(dt)``, ``COCOeval`` evaluate / accumulate / summarize,
-  as its README runs it;
-- faster-coco-eval alone, through its own ``COCO`` / ``loadRes`` / ``COCOeval_faster``, to
-  show what the work around the engine is worth.
+- edgeline: ``edgeline coco-eval GT DT --json`` (its checks, its reading, the engine);
+- pycocotools 2.0.11: ``COCO(gt)``, ``loadRes(dt)``, ``COCOeval`` evaluate / accumulate /
+  summarize, as its README runs it;
+- faster-coco-eval and ultrafast-pycocotools, each through its own ``COCO`` / ``loadRes`` /
+  ``COCOeval`` in a script: what the engine gives without edgeline around it.
 
-Times are process CPU seconds (all three are single-threaded; CPU time is what the work costs,
-whatever else shares the machine); wall-clock seconds are given too. The numbers must agree
-with pycocotools' to 1e-9 for a figure to count as met.
+Whole process: CPU seconds (user + system, from ``wait4``: the steadier figure on a machine
+shared with other work), wall seconds and peak resident memory (VmHWM), interpreter start and
+imports included. In process: the same work timed inside each process once its imports are done, from
+reading the files to the 12 numbers (wall seconds). A figure counts as met only when the 12 numbers equal pycocotools' exactly.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 NUM_IMAGES = 5_000
+SEGM_IMAGES = 500
 OBJECTS_PER_IMAGE = 7  # Poisson mean
 DETECTIONS_PER_IMAGE = 100
 NUM_CATEGORIES = 80
 SEED = 2014
-TARGET_SPEEDUP = 3.0
+ROUNDS = 3
+TARGETS = {"pycocotools": 50.0, "ultrafast-pycocotools": 1.0}  # edgeline's speed-up, bbox
+MEMORY_TARGET_MB = 500
+CONTENDERS = ("edgeline", "ultrafast-pycocotools", "faster-coco-eval", "pycocotools")
 
 
 def make_synthetic_set(
@@ -107,95 +117,186 @@ def make_synthetic_set(
     return ground_truth, detections
 
 
-def _measure(contender: str, ground_truth_path: str, detections_path: str) -> dict:
-    """Run one contender in this process; return its times and 12 numbers."""
-    import contextlib
-    import io
-    import time
+def with_polygons(ground_truth: dict, detections: list[dict]) -> tuple[dict, list[dict]]:
+    """The set for segm: every box becomes an octagon inside it (so masks and boxes differ)."""
+    def octagon(box):
+        x, y, w, h = box
+        a, b = 0.3 * w, 0.3 * h
+        return [[x + a, y, x + w - a, y, x + w, y + b, x + w, y + h - b, x + w - a, y + h,
+                 x + a, y + h, x, y + h - b, x, y + b]]
 
-    import edgeline  # noqa: F401
+    for annotation in ground_truth["annotations"]:
+        annotation["segmentation"] = octagon(annotation["bbox"])
+    for detection in detections:
+        detection["segmentation"] = octagon(detection["bbox"])
+    return ground_truth, detections
 
-    if contender == "ours":
-        from edgeline.common.coco import evaluate_files
 
-        def evaluate():
-            return list(evaluate_files(ground_truth_path, detections_path, "bbox").summary
-                        .values())
-    elif contender == "pycocotools":
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+# Each process writes its own peak resident memory to stderr as it exits: VmHWM of its address
+# space, which exec made new. (wait4's ru_maxrss would not do: Linux carries the forking
+# parent's resident size across exec into it, and this parent holds the generated sets.)
+_PEAK_HOOK = """import atexit, sys
+def _peak():
+    with open('/proc/self/status') as status:
+        sys.stderr.write([line for line in status if line.startswith('VmHWM')][0])
+atexit.register(_peak)
+"""
+# The script each contender runs: argv = GT, DT, iou type; prints the in-process seconds and
+# the 12 numbers as JSON on its last line.
+_SCRIPTS = {
+    "pycocotools": """
+import contextlib, io, json, sys, time
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+started = time.perf_counter()
+with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(sys.argv[1])
+    ev = COCOeval(gt, gt.loadRes(sys.argv[2]), sys.argv[3])
+    ev.evaluate(); ev.accumulate(); ev.summarize()
+print(json.dumps({"seconds": time.perf_counter() - started, "stats": ev.stats.tolist()}))
+""",
+    "faster-coco-eval": """
+import json, sys, time
+from faster_coco_eval import COCO, COCOeval_faster
+started = time.perf_counter()
+gt = COCO(sys.argv[1])
+ev = COCOeval_faster(gt, gt.loadRes(sys.argv[2]), sys.argv[3], print_function=lambda *a: None)
+ev.run()
+print(json.dumps({"seconds": time.perf_counter() - started, "stats": ev.stats[:12].tolist()}))
+""",
+    "ultrafast-pycocotools": """
+import json, sys, time
+from ultrafast_pycocotools import COCO, COCOeval
+started = time.perf_counter()
+gt = COCO(sys.argv[1], verbose=False)
+ev = COCOeval(gt, gt.loadRes(sys.argv[2]), sys.argv[3], print_function=lambda *a: None)
+ev.run()
+print(json.dumps({"seconds": time.perf_counter() - started, "stats": ev.stats.tolist()}))
+""",
+    # In process for edgeline: the same function the command calls, timed the same way.
+    "edgeline-in-process": """
+import json, sys, time
+from edgeline.common.coco import evaluate_files
+import orjson, ultrafast_pycocotools  # what evaluate_files imports on first use
+started = time.perf_counter()
+metrics = evaluate_files(sys.argv[1], sys.argv[2], sys.argv[3])
+print(json.dumps({"seconds": time.perf_counter() - started,
+                  "stats": list(metrics.summary.values())}))
+""",
+}
 
-        def evaluate():
-            ground_truth = COCO(ground_truth_path)
-            evaluator = COCOeval(ground_truth, ground_truth.loadRes(detections_path), "bbox")
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
-            return [float(v) for v in evaluator.stats]
+
+def _measure(contender: str, ground_truth: Path, detections: Path, iou_type: str) -> dict:
+    """One whole process of ``contender``, and (a second process) its in-process time."""
+    files = [str(ground_truth), str(detections)]
+    if contender == "edgeline":
+        # what `python -m edgeline coco-eval ...` runs (edgeline/__main__.py), with the hook
+        command = [sys.executable, "-c", _PEAK_HOOK + "from edgeline.cli import main\n"
+                   "sys.argv[0] = 'edgeline'\nsys.exit(main())", "coco-eval", *files,
+                   "--iou-type", iou_type, "--json"]
     else:
-        from faster_coco_eval import COCO, COCOeval_faster
-
-        def evaluate():
-            ground_truth = COCO(ground_truth_path)
-            evaluator = COCOeval_faster(ground_truth, ground_truth.loadRes(detections_path),
-                                        "bbox", print_function=lambda *args: None)
-            evaluator.run()
-            return [float(v) for v in evaluator.stats[:12]]
-
-    started_wall, started_cpu = time.perf_counter(), time.process_time()
-    with contextlib.redirect_stdout(io.StringIO()):
-        stats = evaluate()
-    return {"cpu": time.process_time() - started_cpu,
-            "wall": time.perf_counter() - started_wall, "stats": stats}
+        command = [sys.executable, "-c", _PEAK_HOOK + _SCRIPTS[contender], *files, iou_type]
+    whole = _timed(command)
+    if contender == "edgeline":
+        report = json.loads(whole.pop("out"))
+        stats = list(report["summary"].values())
+        inner = json.loads(_timed([sys.executable, "-c", _SCRIPTS["edgeline-in-process"],
+                                   *files, iou_type])["out"].strip().splitlines()[-1])
+    else:
+        inner = json.loads(whole.pop("out").strip().splitlines()[-1])
+        stats = inner["stats"]
+    return {**whole, "in_process": inner["seconds"], "stats": stats}
 
 
-def _measure_in_fresh_process(contender: str, ground_truth_path: Path, detections_path: Path):
-    """A fresh interpreter per contender: no contender pays for another's garbage."""
-    code = ("import json, sys; from benchmarks.bench_evaluate import _measure; "
-            "print(json.dumps(_measure(*sys.argv[1:])))")
-    result = subprocess.run(
-        [sys.executable, "-c", code, contender, str(ground_truth_path), str(detections_path)],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def _timed(command: list[str]) -> dict:
+    """CPU (user + system), wall and peak RSS of one child process, measured by the kernel."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               cwd=Path(__file__).resolve().parents[1])
+    # wait4 rather than communicate's wait: it returns this child's own rusage (RUSAGE_CHILDREN
+    # would fold every earlier child's peak memory into the maximum).
+    out = process.stdout.read()
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{command[:5]} failed: {err.decode()[-2000:]}")
+    peaks = [line.split()[1] for line in err.decode().splitlines() if line.startswith("VmHWM")]
+    return {"out": out.decode(), "wall": time.perf_counter() - started,
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "peak_mb": int(peaks[-1]) / 1024 if peaks else float("nan")}
+
+
+def _median_runs(ground_truth: Path, detections: Path, iou_type: str) -> dict[str, dict]:
+    """ROUNDS interleaved rounds of the fast contenders (pycocotools once), median per figure."""
+    runs: dict[str, list[dict]] = {contender: [] for contender in CONTENDERS}
+    for round_index in range(ROUNDS):
+        for contender in CONTENDERS:
+            if contender == "pycocotools" and round_index:
+                continue
+            runs[contender].append(_measure(contender, ground_truth, detections, iou_type))
+    return {
+        contender: {key: (statistics.median(run[key] for run in measured)
+                          if key != "stats" else measured[0]["stats"])
+                    for key in measured[0]}
+        for contender, measured in runs.items()
+    }
+
+
+def _rows(iou_type: str, size: str, results: dict[str, dict]) -> list[dict]:
+    ours, reference = results["edgeline"], results["pycocotools"]
+    rows = []
+    for contender in CONTENDERS:
+        difference = float(np.max(np.abs(np.subtract(results[contender]["stats"],
+                                                     reference["stats"]))))
+        rows.append({
+            "figure": f"{iou_type}: {contender} max |difference| of the 12 numbers",
+            "value": difference, "baseline": "pycocotools", "baseline_value": 0.0,
+            "ratio": None, "target": "0 (identical)" if contender == "edgeline" else "",
+            "met": difference == 0.0 if contender == "edgeline" else None,
+            "note": f"AP={results[contender]['stats'][0]:.4f}"})
+    identical = rows[0]["met"]
+    for contender in CONTENDERS[1:]:
+        other = results[contender]
+        target = TARGETS.get(contender) if iou_type == "bbox" else None
+        for figure, key in (("whole process, CPU s", "cpu"), ("whole process, wall s", "wall"),
+                            ("in process, s", "in_process")):
+            ratio = other[key] / ours[key]
+            rows.append({
+                "figure": f"{iou_type}: edgeline coco-eval {figure}", "value": ours[key],
+                "baseline": contender, "baseline_value": other[key], "ratio": ratio,
+                "target": f">= {target:g}x, identical" if target and key == "cpu" else "",
+                "met": (ratio >= target and identical) if target and key == "cpu" else None,
+                "note": size if key == "cpu" else ""})
+    for contender in CONTENDERS:
+        peak = results[contender]["peak_mb"]
+        is_ours = contender == "edgeline"
+        rows.append({
+            "figure": f"{iou_type}: peak memory MB, whole process", "value": peak,
+            "baseline": contender if not is_ours else "", "baseline_value": None, "ratio": None,
+            "target": f"<= {MEMORY_TARGET_MB}" if is_ours else "",
+            "met": peak <= MEMORY_TARGET_MB if is_ours else None,
+            "note": "edgeline" if is_ours else contender})
+    return rows
 
 
 def run(workdir: Path) -> list[dict]:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    ground_truth, detections = make_synthetic_set()
-    ground_truth_path, detections_path = workdir / "gt.json", workdir / "dt.json"
-    ground_truth_path.write_text(json.dumps(ground_truth))
-    detections_path.write_text(json.dumps(detections))
-    size = (f"{NUM_IMAGES} images, {len(ground_truth['annotations'])} objects, "
-            f"{len(detections)} detections")
-    del ground_truth, detections
-
-    results = {contender: _measure_in_fresh_process(contender, ground_truth_path,
-                                                    detections_path)
-               for contender in ("ours", "pycocotools", "faster-coco-eval")}
-    ours, reference, engine = results["ours"], results["pycocotools"], results["faster-coco-eval"]
-    difference = float(np.max(np.abs(np.subtract(ours["stats"], reference["stats"]))))
-    identical = difference <= 1e-9
-    cpu_ratio = reference["cpu"] / ours["cpu"]
-    wall_ratio = reference["wall"] / ours["wall"]
-    return [
-        {"figure": "coco-eval bbox metric time, CPU s (load + index + evaluate + summary)",
-         "value": ours["cpu"], "baseline": "pycocotools COCOeval", "baseline_value":
-         reference["cpu"], "ratio": cpu_ratio, "target": f">= {TARGET_SPEEDUP:g}x, identical",
-         "met": cpu_ratio >= TARGET_SPEEDUP and identical, "note": size},
-        {"figure": "coco-eval bbox metric time, wall s", "value": ours["wall"],
-         "baseline": "pycocotools COCOeval", "baseline_value": reference["wall"],
-         "ratio": wall_ratio, "target": f">= {TARGET_SPEEDUP:g}x, identical",
-         "met": wall_ratio >= TARGET_SPEEDUP and identical,
-         "note": "wall clock on a shared 2-core machine: CPU time is the steadier figure"},
-        {"figure": "coco-eval bbox metric time, CPU s, vs the engine's own Python API",
-         "value": ours["cpu"], "baseline": "faster-coco-eval COCO + COCOeval_faster",
-         "baseline_value": engine["cpu"], "ratio": engine["cpu"] / ours["cpu"],
-         "target": "> 1x", "met": engine["cpu"] > ours["cpu"],
-         "note": f"engine alone is {reference['cpu'] / engine['cpu']:.2f}x pycocotools"},
-        {"figure": "max |difference| of the 12 numbers vs pycocotools", "value": difference,
-         "baseline": "pycocotools COCOeval", "baseline_value": 0.0, "ratio": None,
-         "target": "<= 1e-9", "met": identical,
-         "note": f"AP={ours['stats'][0]:.4f} AP50={ours['stats'][1]:.4f}"},
-    ]
+    rows = []
+    for iou_type, num_images in (("bbox", NUM_IMAGES), ("segm", SEGM_IMAGES)):
+        ground_truth, detections = make_synthetic_set(num_images)
+        if iou_type == "segm":
+            ground_truth, detections = with_polygons(ground_truth, detections)
+        ground_truth_path = workdir / f"{iou_type}_gt.json"
+        detections_path = workdir / f"{iou_type}_dt.json"
+        ground_truth_path.write_text(json.dumps(ground_truth))
+        detections_path.write_text(json.dumps(detections))
+        size = (f"{num_images} images, {len(ground_truth['annotations'])} objects, "
+                f"{len(detections)} detections; median of {ROUNDS} interleaved rounds "
+                "(pycocotools: 1)")
+        del ground_truth, detections
+        print(f"[bench] evaluate {iou_type}: {size}", file=sys.stderr, flush=True)
+        rows += _rows(iou_type, size, _median_runs(ground_truth_path, detections_path,
+                                                   iou_type))
+    return rows

@@ -1,35 +1,39 @@
-"""Reading, checking and indexing COCO ground truth and detections for the metric engine.
+"""Reading, checking and normalizing COCO ground truth and detections for the metric engine.
 
-This is the part of COCO evaluation that surrounds the engine (faster-coco-eval's C++
-``COCOevalEvaluateAccumulate``): turning a ground-truth dict and a list of detections into
-the per-(image, category) cells the engine matches, with one clear line for each kind of bad
-input instead of pycocotools' ``AssertionError``, ``KeyError`` or silent drop.
+This is the part of COCO evaluation that surrounds the engine (ultrafast-pycocotools): turning a
+ground-truth dict and a list of detections into the plain COCO records the engine scores, with
+one clear line for each kind of bad input instead of pycocotools' ``AssertionError``,
+``KeyError`` or silent drop.
 
 The conventions are pycocotools' (``COCO.loadRes`` and ``COCOeval._prepare``), so that the
 numbers agree with it to the last bit:
 
-- a detection's area is its box's ``w * h`` when it has a box, else its mask's area;
+- a detection's id is its position in the file + 1, its area its box's ``w * h`` when it has a
+  box, else its mask's area;
 - a detection without a mask, evaluated as ``segm``, is the polygon of its box;
 - a ground-truth annotation is ignored exactly when it is a crowd (``iscrowd``), whatever
   ``ignore`` field it may carry;
-- within one (image, category), ground truth keeps its file order and detections are sorted
-  by decreasing score with a stable sort (``np.argsort(-score, kind="mergesort")``), so the
-  engine's own stable sorts keep our order and the IoU rows line up with its detections.
+- records keep their file order: the engine groups them per image in that order and sorts
+  detections by score with a stable sort, as pycocotools does.
 
 Where pycocotools crashes or counts wrongly we do better and say so in the docstrings:
 ground truth without ``area`` or ``iscrowd`` gets the box's area (the mask's for ``segm``)
 and 0; annotation id 0 (which pycocotools' matcher cannot tell from "unmatched") is fine,
-because annotations are renumbered 1..N internally; detections naming an image or category
-the ground truth lacks are an error, not an assertion or a silent drop; an empty detection
-list is valid.
+because annotations are renumbered 1..N; detections naming an image or category the ground
+truth lacks are an error, not an assertion or a silent drop; an empty detection list is valid.
 
-Nothing here modifies the caller's dicts: the engine writes into the annotation dicts it is
-given (``rle``), so it gets fresh ones.
+A detection may name its image by ``file_name`` instead of ``image_id`` (what ``edgeline
+predict`` writes for images it only knows by path): when its ``image_id`` is absent or not an
+image of the ground truth, the ground-truth image whose ``file_name`` is the same (as a whole,
+else by base name, when only one image has it) gives the id.
+
+Nothing here modifies the caller's dicts: the engine gets fresh records.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import numbers
@@ -43,60 +47,48 @@ from edgeline.pipeline.errors import UserError
 IOU_TYPES = ("bbox", "segm")
 MAX_DETECTIONS = 100  # pycocotools' largest maxDets: detections past it never reach the matcher
 
-CellKey = tuple[int, int]  # (image_id, category_id)
-
 
 @dataclasses.dataclass
-class Cells:
-    """Annotations sorted so that each (image, category) cell is one contiguous slice, in the
-    order the engine will see them: ground truth in file order, detections by decreasing score.
+class GroundTruth:
+    """A checked ground truth, and the COCO dict the engine scores against."""
 
-    ``records[start:end]`` are the cell's dicts for the engine's dataset (``id``, ``area``,
-    ``iscrowd``, ``ignore`` and, for detections, ``score``); ``regions[start:end]`` what IoU is
-    computed on: rows of an (N, 4) float64 array of ``[x, y, w, h]`` boxes, or RLE dicts;
-    ``is_crowd[start:end]`` the crowd flags (all 0 for detections).
-    """
-
-    spans: dict[CellKey, tuple[int, int]]  # cell -> (start, end)
-    records: list[dict]
-    regions: Any  # (N, 4) float64 array for bbox, list of N RLE dicts for segm
-    is_crowd: list[int]
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-
-@dataclasses.dataclass
-class GroundTruthIndex:
     iou_type: str
     category_names: dict[int, str]  # every category of the file, sorted by id
     image_ids: list[int]  # every image of the file, sorted
     image_sizes: dict[int, tuple[int, int]]  # image id -> (height, width), 0 when unknown
-    cells: Cells
-    # Categories with at least one non-crowd annotation: the only ones whose precision is not
-    # -1 in pycocotools, so the only ones the engine needs to see.
-    scored_category_ids: list[int]
+    file_names: dict[int, str]  # image id -> file_name, for images that have one
+    # {"images", "categories", "annotations"}: fresh dicts, ids as ints, annotations renumbered
+    # 1..N with 'area', 'iscrowd' and 'ignore' filled in.
+    dataset: dict
+    _by_file_name: dict | None = dataclasses.field(default=None, repr=False)
+
+    def image_id_of_file(self, file_name: str, what: str) -> int | None:
+        """The id of the image named ``file_name`` (whole name first, then base name), None
+        when no image has it; UserError when several share its base name and none the whole."""
+        if self._by_file_name is None:
+            whole: dict[str, list[int]] = {}
+            base: dict[str, list[int]] = {}
+            for image_id, name in self.file_names.items():
+                whole.setdefault(name, []).append(image_id)
+                base.setdefault(_base_name(name), []).append(image_id)
+            self._by_file_name = {"whole": whole, "base": base}
+        matches = self._by_file_name["whole"].get(file_name, [])
+        if len(matches) != 1:
+            key = _base_name(file_name)
+            matches = self._by_file_name["base"].get(key, [])
+            if len(matches) > 1:
+                raise UserError(
+                    f"{what} has file_name {file_name!r}, whose base name {key!r} is the "
+                    f"file_name of {len(matches)} ground-truth images (ids "
+                    f"{sorted(matches)[:5]}); give its image_id or the file_name as the "
+                    "ground truth spells it"
+                )
+        return matches[0] if matches else None
 
 
-def group_into_cells(image_ids: np.ndarray, category_ids: np.ndarray, scores=None):
-    """(order, spans): the permutation that makes each (image, category) cell contiguous, and
-    each cell's (start, end) in it.
-
-    The sort is stable, so ground truth keeps its file order within a cell and detections
-    (``scores`` given) are by decreasing score with ties in file order: what pycocotools gets
-    from ``np.argsort(-score, kind="mergesort")`` over the cell's file-ordered detections.
-    """
-    keys = (category_ids, image_ids) if scores is None else (-scores, category_ids, image_ids)
-    order = np.lexsort(keys)  # (N,)
-    sorted_images, sorted_categories = image_ids[order], category_ids[order]
-    boundaries = np.flatnonzero(
-        (sorted_images[1:] != sorted_images[:-1])
-        | (sorted_categories[1:] != sorted_categories[:-1])
-    ) + 1
-    starts = [0, *boundaries.tolist()] if order.size else []
-    ends = [*boundaries.tolist(), int(order.size)] if order.size else []
-    cell_keys = zip(sorted_images[starts].tolist(), sorted_categories[starts].tolist())
-    return order, dict(zip(cell_keys, zip(starts, ends)))
+def _base_name(file_name: str) -> str:
+    # Windows separators too: detections may come from another machine than the ground truth.
+    return file_name.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,17 +96,35 @@ def group_into_cells(image_ids: np.ndarray, category_ids: np.ndarray, scores=Non
 
 
 def read_json(path: str | Path, what: str) -> Any:
-    """The parsed JSON at ``path``; a missing, unreadable or malformed file is a UserError."""
+    """The parsed JSON at ``path``; a missing, unreadable or malformed file is a UserError.
+
+    orjson parses a 500,000-detection results file in a third of ``json.load``'s time, and the
+    garbage collector is paused meanwhile: the parse allocates millions of containers and none
+    of them can be garbage, so each collection it triggers (about 40% of the time) is wasted.
+    """
+    import orjson
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} file not found: {str(path)!r}")
     try:
-        with path.open("rb") as handle:
-            return json.load(handle)
-    except (OSError, UnicodeDecodeError) as error:
+        data = path.read_bytes()
+    except OSError as error:
         raise UserError(f"cannot read {what} file {str(path)!r}: {error}") from None
-    except json.JSONDecodeError as error:
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # orjson is strict JSON; Python's json (which pycocotools reads with) also takes
+            # NaN and Infinity, which the checks then name in one line.
+            return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{what} file {str(path)!r} is not valid JSON: {error}") from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def load_ground_truth(path: str | Path) -> dict:
@@ -184,8 +194,9 @@ def _check_box(box: Any, what: str) -> list[float]:
     return box
 
 
-def _index_images(images: list) -> tuple[list[int], dict[int, tuple[int, int]]]:
+def _index_images(images: list) -> tuple[dict[int, tuple[int, int]], dict[int, str]]:
     sizes: dict[int, tuple[int, int]] = {}
+    file_names: dict[int, str] = {}
     for position, image in enumerate(images):
         if not isinstance(image, dict) or "id" not in image:
             raise UserError(f"ground truth image #{position} has no 'id'; received {image!r}")
@@ -197,7 +208,9 @@ def _index_images(images: list) -> tuple[list[int], dict[int, tuple[int, int]]]:
             int(height) if isinstance(height, numbers.Real) else 0,
             int(width) if isinstance(width, numbers.Real) else 0,
         )
-    return sorted(sizes), sizes
+        if isinstance(image.get("file_name"), str):
+            file_names[image_id] = image["file_name"]
+    return sizes, file_names
 
 
 def _index_categories(categories: list) -> dict[int, str]:
@@ -214,8 +227,8 @@ def _index_categories(categories: list) -> dict[int, str]:
     return dict(sorted(names.items()))
 
 
-def index_ground_truth(ground_truth: dict, iou_type: str = "bbox") -> GroundTruthIndex:
-    """Check a COCO ground-truth dict and group its annotations per (image, category).
+def prepare_ground_truth(ground_truth: dict, iou_type: str = "bbox") -> GroundTruth:
+    """Check a COCO ground-truth dict and build the engine's copy of it.
 
     Raises UserError naming the first problem: a missing list, an annotation whose image or
     category is not declared, a repeated annotation id, a box with a negative side, a
@@ -227,53 +240,92 @@ def index_ground_truth(ground_truth: dict, iou_type: str = "bbox") -> GroundTrut
         raise UserError(
             f"ground truth must be a COCO dict; received a {type(ground_truth).__name__}"
         )
-    image_ids, image_sizes = _index_images(_require_list(ground_truth, "images", "ground truth"))
+    image_sizes, file_names = _index_images(
+        _require_list(ground_truth, "images", "ground truth"))
     category_names = _index_categories(
         _require_list(ground_truth, "categories", "ground truth")
     )
     annotations = _require_list(ground_truth, "annotations", "ground truth")
 
-    seen_ids: set = set()
-    records, regions, image_column, category_column = [], [], [], []
-    for position, annotation in enumerate(annotations):
-        record, region, (image_id, category_id) = _ground_truth_record(
-            annotation, position, iou_type, image_sizes, category_names, seen_ids
-        )
-        records.append(record)
-        regions.append(region)
-        image_column.append(image_id)
-        category_column.append(category_id)
-
+    records = None
     if iou_type == "bbox":
-        regions = np.asarray(regions, dtype=np.float64).reshape(-1, 4)  # (N, 4)
-    else:
-        regions = _masks_to_rles(
-            list(zip(image_column, regions)), image_sizes, "ground truth annotation"
-        )
-        for record, rle in zip(records, regions):
-            if record["area"] is None:  # no 'area': the mask's area
-                record["area"] = float(_mask_areas([rle])[0])
-    order, spans = group_into_cells(
-        np.asarray(image_column, dtype=np.int64), np.asarray(category_column, dtype=np.int64)
-    )
-    order_list = order.tolist()
-    sorted_records = [records[i] for i in order_list]
-    cells = Cells(
-        spans=spans,
-        records=sorted_records,
-        regions=regions[order] if iou_type == "bbox" else [regions[i] for i in order_list],
-        is_crowd=[record["iscrowd"] for record in sorted_records],
-    )
-    scored = {category_id for category_id, record in zip(category_column, records)
-              if not record["iscrowd"]}
-    return GroundTruthIndex(
+        records = _box_records_by_columns(annotations, image_sizes, category_names)
+    if records is None:  # masks, or a column that does not convert: one by one, naming
+        seen_ids: set = set()
+        records = [
+            _ground_truth_record(annotation, position, iou_type, image_sizes, category_names,
+                                 seen_ids)
+            for position, annotation in enumerate(annotations)
+        ]
+    if iou_type == "segm":
+        unknown_area = [record for record in records if record["area"] is None]
+        if unknown_area:  # no 'area': the mask's, as COCO's own files hold
+            areas = mask_areas(unknown_area, image_sizes, "ground truth annotation")
+            for record, area in zip(unknown_area, areas.tolist()):
+                record["area"] = area
+    image_ids = sorted(image_sizes)
+    return GroundTruth(
         iou_type=iou_type,
         category_names=category_names,
         image_ids=image_ids,
         image_sizes=image_sizes,
-        cells=cells,
-        scored_category_ids=sorted(scored),
+        file_names=file_names,
+        dataset={
+            "images": [{"id": image_id, "height": image_sizes[image_id][0],
+                        "width": image_sizes[image_id][1]} for image_id in image_ids],
+            "categories": [{"id": category_id, "name": name}
+                           for category_id, name in category_names.items()],
+            "annotations": records,
+        },
     )
+
+
+def _box_records_by_columns(annotations: list, image_sizes, category_names) -> list | None:
+    """The records of box annotations, checked a column at a time (a tenth of the time of
+    :func:`_ground_truth_record` on each, which a large ground truth would feel); None when
+    any check fails, for the one-by-one pass to name the annotation. Same records, same rules.
+    """
+    collecting = gc.isenabled()
+    gc.disable()  # only new containers below, none of them garbage (see read_json)
+    try:
+        annotation_ids = [a["id"] for a in annotations]
+        image_ids = _integral(np.asarray([a["image_id"] for a in annotations]))
+        category_ids = _integral(np.asarray([a["category_id"] for a in annotations]))
+        boxes = np.asarray([a["bbox"] for a in annotations])  # (N, 4) when every box is 4 numbers
+        areas = [a.get("area") for a in annotations]
+        crowds = [int(bool(a.get("iscrowd", 0))) for a in annotations]
+    except (KeyError, TypeError, ValueError):
+        return None
+    finally:
+        if collecting:
+            gc.enable()
+    count = len(annotations)
+    if (not {type(i) for i in annotation_ids} <= {int, str}
+            or len(set(annotation_ids)) != count
+            or image_ids is None or not np.isin(image_ids, list(image_sizes)).all()
+            or category_ids is None or not np.isin(category_ids, list(category_names)).all()
+            or boxes.shape != (count, 4) or boxes.dtype.kind not in "iuf"):
+        return None
+    boxes = boxes.astype(np.float64)
+    if not np.isfinite(boxes).all() or (boxes[:, 2:] < 0).any():
+        return None
+    # No 'area': the box's (see _ground_truth_record); an area must be a finite number.
+    box_areas = (boxes[:, 2] * boxes[:, 3]).tolist()
+    areas = [box_area if area is None else area for area, box_area in zip(areas, box_areas)]
+    if not {type(area) for area in areas} <= {int, float} or not np.isfinite(areas).all():
+        return None
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return [
+            {"id": position + 1, "image_id": image_id, "category_id": category_id,
+             "iscrowd": crowd, "ignore": crowd, "bbox": box, "area": area}
+            for position, (image_id, category_id, crowd, box, area) in enumerate(zip(
+                image_ids.tolist(), category_ids.tolist(), crowds, boxes.tolist(), areas))
+        ]
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _ground_truth_record(annotation, position, iou_type, image_sizes, category_names, seen_ids):
@@ -301,46 +353,58 @@ def _ground_truth_record(annotation, position, iou_type, image_sizes, category_n
             f"{what} has category_id={category_id}, which is not in the ground truth's "
             "categories"
         )
+    # ids are renumbered 1..N: the matcher takes id 0 for "unmatched" (see module docstring).
+    # pycocotools' ignore flag is the crowd flag (COCOeval._prepare), whatever 'ignore' says.
+    is_crowd = int(bool(annotation.get("iscrowd", 0)))
+    record = {"id": position + 1, "image_id": image_id, "category_id": category_id,
+              "iscrowd": is_crowd, "ignore": is_crowd}
     box = None
     if "bbox" in annotation:
         box = _check_box(annotation["bbox"], f"{what} bbox")
+        record["bbox"] = [float(v) for v in box]
     elif iou_type == "bbox":
         raise UserError(f"{what} has no 'bbox' (keys: {sorted(annotation)})")
-    segmentation = None
     if iou_type == "segm":
         segmentation = annotation.get("segmentation")
         if not segmentation:
             raise UserError(f"{what} has no 'segmentation', which segm evaluation needs")
+        _check_segmentation(segmentation, image_id, image_sizes, what)
+        record["segmentation"] = segmentation
     area = annotation.get("area")
     if area is None:
         # pycocotools needs 'area' (KeyError without it). For bbox the box's area is what a
         # converter that omits it means, and what loadRes gives detections; for segm the
-        # mask's area (filled in once the masks are decoded), as COCO's own files hold.
+        # mask's area (filled in by the caller, which measures all such masks at once).
         area = box[2] * box[3] if iou_type == "bbox" else None
     elif not isinstance(area, numbers.Real) or isinstance(area, bool) or not math.isfinite(area):
         raise UserError(f"{what} has area {area!r}; an area must be a finite number")
-    # pycocotools' ignore flag is the crowd flag (COCOeval._prepare), whatever 'ignore' says.
-    is_crowd = int(bool(annotation.get("iscrowd", 0)))
-    # ids are renumbered 1..N: the matcher takes id 0 for "unmatched" (see module docstring).
-    record = {"id": position + 1, "area": area, "iscrowd": is_crowd, "ignore": is_crowd}
-    region = box if iou_type == "bbox" else segmentation
-    return record, region, (image_id, category_id)
+    record["area"] = area
+    return record
 
 
-def _masks_to_rles(pairs: list[tuple[int, Any]], image_sizes, what: str) -> list[dict]:
-    """RLEs of (image_id, segmentation) pairs by the engine's mask API, which converts
-    polygons, uncompressed and compressed RLE as pycocotools' ``COCO.annToRLE`` does."""
-    from faster_coco_eval.core import mask as mask_api
+def mask_areas(records: list[dict], image_sizes, what: str) -> np.ndarray:
+    """Areas of the records' ``segmentation`` masks, each rasterized as pycocotools'
+    ``COCO.annToRLE`` does (polygons merged at the image's size, uncompressed RLE compressed).
+    """
+    from ultrafast_pycocotools import mask as mask_api
 
-    requests = []
-    for position, (image_id, segmentation) in enumerate(pairs):
-        _check_segmentation(segmentation, image_id, image_sizes, f"{what} #{position}")
-        requests.append({"image_id": image_id, "segmentation": segmentation})
-    try:
-        mask_api.calculateRleForAllAnnotations(requests, image_sizes, True, False, 0.02, 1)
-    except Exception as error:  # the engine's message names the malformed mask
-        raise UserError(f"cannot decode a {what} segmentation: {error}") from None
-    return [request["rle"] for request in requests]
+    rles = []
+    for record in records:
+        segmentation = record["segmentation"]
+        height, width = image_sizes[record["image_id"]]
+        try:
+            if isinstance(segmentation, list):  # polygons: their union
+                rles.append(mask_api.merge(mask_api.frPyObjects(segmentation, height, width)))
+            elif isinstance(segmentation["counts"], list):  # uncompressed RLE
+                rles.append(mask_api.frPyObjects(segmentation, *segmentation["size"]))
+            else:
+                rles.append(segmentation)
+        except Exception as error:  # the engine's message names what is malformed
+            raise UserError(
+                f"cannot decode the segmentation of {what} on image {record['image_id']}: "
+                f"{error}"
+            ) from None
+    return np.asarray(mask_api.area(rles), dtype=np.float64).reshape(-1)
 
 
 def _check_segmentation(segmentation, image_id, image_sizes, what: str) -> None:
@@ -374,71 +438,68 @@ def check_iou_type(iou_type: str) -> None:
         raise UserError(f"Received: iou_type={iou_type!r}; iou_type must be one of {IOU_TYPES}")
 
 
-def _mask_areas(rles: list[dict]) -> np.ndarray:
-    from faster_coco_eval.core import mask as mask_api
-
-    return np.asarray(mask_api.area(rles), dtype=np.float64)
-
-
 # --------------------------------------------------------------------------------------------
 # Detections
 
 
-def index_detections(detections: list, ground_truth: GroundTruthIndex) -> Cells:
-    """Check detections against the ground truth and group them per (image, category), each
-    cell by decreasing score.
+def prepare_detections(detections: list, ground_truth: GroundTruth) -> list[dict]:
+    """Check detections against the ground truth and return the engine's records, in file
+    order: ``id`` (position + 1), ``image_id``, ``category_id``, ``score``, ``area``,
+    ``iscrowd`` 0, ``bbox`` when given and, for ``segm``, ``segmentation``.
 
     The checks run on whole columns (numpy) so that half a million detections cost about a
     second; when a column does not convert, a per-detection pass names the first bad one.
-    Raises UserError for a detection without ``image_id``/``category_id``/``score``, an image
-    or category id the ground truth does not have, a score that is NaN or infinite, a box with
-    a negative side or a non-finite value, and (``segm``) neither a mask nor a box.
+    Raises UserError for a detection without ``image_id`` (or a ``file_name`` that names an
+    image) or ``category_id``/``score``, an image or category id the ground truth does not
+    have, a score that is NaN or infinite, a box with a negative side or a non-finite value,
+    and (``segm``) neither a mask nor a box.
     """
     if not isinstance(detections, list | tuple):
         raise UserError(f"detections must be a list; received a {type(detections).__name__}")
-    count = len(detections)
-    if count == 0:  # valid: every ground truth is missed (pycocotools' loadRes crashes here)
-        return Cells(spans={}, records=[], regions=np.zeros((0, 4)), is_crowd=[])
-    columns = _detection_columns(detections, ground_truth.iou_type)
+    if not detections:  # valid: every ground truth is missed (pycocotools' loadRes crashes here)
+        return []
+    iou_type = ground_truth.iou_type
+    columns = _detection_columns(detections, ground_truth)
     if columns is None:  # a column did not convert: find and name the first bad detection
         for position, detection in enumerate(detections):
-            _check_detection_fields(detection, position, ground_truth.iou_type)
+            _check_detection_fields(detection, position, ground_truth)
         raise UserError("detections could not be read (mixed types in 'image_id', "
                         "'category_id', 'score' or 'bbox')")
     image_ids, category_ids, scores, boxes = columns
     _check_detection_values(detections, ground_truth, image_ids, category_ids, scores, boxes)
 
-    if ground_truth.iou_type == "bbox":
-        areas = boxes[:, 2] * boxes[:, 3]  # loadRes: ann['area'] = bb[2] * bb[3]
-        regions = boxes
-    else:
-        areas, regions = _detection_masks(detections, image_ids, boxes, ground_truth.image_sizes)
-
-    order, spans = group_into_cells(image_ids, category_ids, scores)
-    # ids are file positions + 1, as loadRes numbers them (0 would read as "unmatched").
-    records = [
-        {"id": detection_id, "score": score, "area": area, "iscrowd": 0}
-        for detection_id, score, area in zip(
-            (order + 1).tolist(), scores[order].tolist(), areas[order].tolist()
-        )
-    ]
-    return Cells(
-        spans=spans,
-        records=records,
-        regions=regions[order] if isinstance(regions, np.ndarray)
-        else [regions[i] for i in order.tolist()],
-        is_crowd=[0] * count,
-    )
-
-
-def _detection_columns(detections: list, iou_type: str):
-    """(image_ids, category_ids, scores, boxes) as arrays, or None when a field is missing or a
-    column does not convert to numbers."""
+    areas = boxes[:, 2] * boxes[:, 3]  # loadRes: ann['area'] = bb[2] * bb[3]
+    collecting = gc.isenabled()
+    gc.disable()  # half a million new dicts, none of them garbage (see read_json)
     try:
-        image_ids = np.asarray([d["image_id"] for d in detections])
-        category_ids = np.asarray([d["category_id"] for d in detections])
+        records = [
+            {"id": position + 1, "image_id": image_id, "category_id": category_id,
+             "score": score, "area": area, "iscrowd": 0, "bbox": box}
+            for position, (image_id, category_id, score, area, box) in enumerate(zip(
+                image_ids.tolist(), category_ids.tolist(), scores.tolist(), areas.tolist(),
+                boxes.tolist()))
+        ]
+    finally:
+        if collecting:
+            gc.enable()
+    if iou_type == "segm":
+        _add_masks(records, detections, ground_truth.image_sizes)
+    return records
+
+
+def _detection_columns(detections: list, ground_truth: GroundTruth):
+    """(image_ids, category_ids, scores, boxes) as arrays, or None when a field is missing or a
+    column does not convert to numbers. Image ids that are absent or unknown are looked up by
+    the detection's ``file_name``."""
+    try:
+        image_ids = _integral(np.asarray([d.get("image_id") for d in detections]))
+        if image_ids is None or not np.isin(image_ids, ground_truth.image_ids).all():
+            image_ids = _integral(np.asarray(_image_ids_by_file_name(detections, ground_truth)))
+            if image_ids is None:
+                return None
+        category_ids = _integral(np.asarray([d["category_id"] for d in detections]))
         scores = np.asarray([d["score"] for d in detections], dtype=np.float64)
-        if iou_type == "bbox":
+        if ground_truth.iou_type == "bbox":
             boxes = np.asarray([d["bbox"] for d in detections], dtype=np.float64)
         else:
             # a box is optional for segm ([] counts as none, as in loadRes)
@@ -446,36 +507,82 @@ def _detection_columns(detections: list, iou_type: str):
                 [d["bbox"] if _has_box(d) else [0.0] * 4 for d in detections],
                 dtype=np.float64,
             )
-    except (KeyError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    if boxes.shape != (len(detections), 4):
+    if category_ids is None or boxes.shape != (len(detections), 4):
         return None
-    integral = []
-    for ids in (image_ids, category_ids):
-        if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)):
-            ids = ids.astype(np.int64)
-        if ids.dtype.kind not in "iu":
-            return None
-        integral.append(ids.astype(np.int64, copy=False))
-    return integral[0], integral[1], scores, boxes
+    return image_ids, category_ids, scores, boxes
 
 
-def _check_detection_fields(detection: Any, position: int, iou_type: str) -> None:
+def _integral(ids: np.ndarray) -> np.ndarray | None:
+    """``ids`` as int64 when every one is an integer (or an integral float), else None."""
+    if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)):
+        ids = ids.astype(np.int64)
+    if ids.dtype.kind not in "iu":
+        return None
+    return ids.astype(np.int64, copy=False)
+
+
+def _image_ids_by_file_name(detections: list, ground_truth: GroundTruth) -> list:
+    """Each detection's image id, taken from its ``file_name`` where its ``image_id`` is absent
+    or not an image of the ground truth (left as it is when no image has that file name, for
+    the checks to name)."""
+    known = ground_truth.image_sizes
+    resolved = []
+    for position, detection in enumerate(detections):
+        image_id = detection.get("image_id")
+        if _is_known_id(image_id, known):
+            resolved.append(image_id)
+            continue
+        file_name = detection.get("file_name")
+        if isinstance(file_name, str):
+            found = ground_truth.image_id_of_file(file_name, _describe(detection, position))
+            if found is not None:
+                image_id = found
+        resolved.append(image_id)
+    return resolved
+
+
+def _is_known_id(value: Any, known: dict) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and float(value).is_integer() and int(value) in known)
+
+
+def _check_detection_fields(detection: Any, position: int, ground_truth: GroundTruth) -> None:
     what = _describe(detection, position)
     if not isinstance(detection, dict):
         raise UserError(f"{what} must be an object; received {detection!r}")
-    for field in ("image_id", "category_id", "score"):
+    if "image_id" not in detection and "file_name" not in detection:
+        raise UserError(f"{what} has no 'image_id' (keys: {sorted(detection)})")
+    for field in ("category_id", "score"):
         if field not in detection:
             raise UserError(f"{what} has no {field!r} (keys: {sorted(detection)})")
-    _as_id(detection["image_id"], f"{what} image_id")
+    if "image_id" in detection:
+        _as_id(detection["image_id"], f"{what} image_id")
+    else:
+        _image_of_file(detection, position, ground_truth)
     _as_id(detection["category_id"], f"{what} category_id")
     score = detection["score"]
     if isinstance(score, bool) or not isinstance(score, numbers.Real):
         raise UserError(f"{what} has score {score!r}; a score must be a finite number")
-    if iou_type == "bbox" and "bbox" not in detection:
+    if ground_truth.iou_type == "bbox" and "bbox" not in detection:
         raise UserError(f"{what} has no 'bbox' (keys: {sorted(detection)})")
-    if iou_type == "bbox" or _has_box(detection):
+    if ground_truth.iou_type == "bbox" or _has_box(detection):
         _check_box(detection["bbox"], f"{what} bbox")
+
+
+def _image_of_file(detection: dict, position: int, ground_truth: GroundTruth) -> int:
+    file_name = detection["file_name"]
+    what = _describe(detection, position)
+    if not isinstance(file_name, str):
+        raise UserError(f"{what} has file_name {file_name!r}; a file name must be a string")
+    image_id = ground_truth.image_id_of_file(file_name, what)
+    if image_id is None:
+        raise UserError(
+            f"{what} has no image_id, and its file_name {file_name!r} is not the file_name of "
+            f"any ground-truth image ({len(ground_truth.file_names)} have one)"
+        )
+    return image_id
 
 
 def _check_detection_values(detections, ground_truth, image_ids, category_ids, scores, boxes):
@@ -483,10 +590,18 @@ def _check_detection_values(detections, ground_truth, image_ids, category_ids, s
     named."""
     known_images = np.asarray(ground_truth.image_ids, dtype=np.int64)
     known_categories = np.asarray(list(ground_truth.category_names), dtype=np.int64)
+
+    def unknown_image(i):
+        message = (f"detection #{i} has image_id={int(image_ids[i])}, which is not in the "
+                   f"ground truth's images ({len(known_images)} images, ids "
+                   f"{_id_range(known_images)})")
+        file_name = detections[i].get("file_name")
+        if file_name is not None:
+            message += f", nor is its file_name {file_name!r} one of theirs"
+        return message
+
     checks = (
-        (~np.isin(image_ids, known_images), lambda i: (
-            f"detection #{i} has image_id={int(image_ids[i])}, which is not in the ground "
-            f"truth's images ({len(known_images)} images, ids {_id_range(known_images)})")),
+        (~np.isin(image_ids, known_images), unknown_image),
         (~np.isin(category_ids, known_categories), lambda i: (
             f"{_describe(detections[i], i)} has category_id={int(category_ids[i])}, which is "
             f"not in the ground truth's categories (ids {_id_range(known_categories)})")),
@@ -504,31 +619,33 @@ def _check_detection_values(detections, ground_truth, image_ids, category_ids, s
         _check_box(detections[position]["bbox"], f"{what} bbox")
 
 
-def _detection_masks(detections, image_ids, boxes, image_sizes):
-    """(areas, RLEs) of detections for segm, following loadRes: a detection with a box has the
-    box's area (even when it also has a mask) and, without a mask, the box's polygon as mask;
-    one with only a mask has the mask's area."""
-    pairs, has_box = [], []
-    for position, detection in enumerate(detections):
-        box = detection["bbox"] if _has_box(detection) else None
+def _add_masks(records: list[dict], detections: list, image_sizes) -> None:
+    """``segmentation`` (and, for mask-only detections, ``area``) of each record, following
+    loadRes: a detection with a box has the box's area (even when it also has a mask) and,
+    without a mask, the box's polygon as mask; one with only a mask has the mask's area."""
+    mask_only = []
+    for position, (record, detection) in enumerate(zip(records, detections)):
+        has_box = _has_box(detection)
+        if not has_box:
+            del record["bbox"]
         segmentation = detection.get("segmentation")
+        what = f"{_describe(detection, position)}"
         if segmentation is None:
-            if box is None:
+            if not has_box:
                 raise UserError(
-                    f"{_describe(detection, position)} has neither 'segmentation' nor 'bbox', "
-                    "one of which segm evaluation needs"
+                    f"{what} has neither 'segmentation' nor 'bbox', one of which segm "
+                    "evaluation needs"
                 )
-            x, y, width, height = box
+            x, y, width, height = record["bbox"]
             segmentation = [[x, y, x, y + height, x + width, y + height, x + width, y]]
-        pairs.append((int(image_ids[position]), segmentation))
-        has_box.append(box is not None)
-    rles = _masks_to_rles(pairs, image_sizes, "detection")
-    has_box = np.asarray(has_box)
-    areas = boxes[:, 2] * boxes[:, 3]
-    if not has_box.all():
-        mask_only = np.flatnonzero(~has_box)
-        areas[mask_only] = _mask_areas([rles[i] for i in mask_only.tolist()])
-    return areas, rles
+        _check_segmentation(segmentation, record["image_id"], image_sizes, what)
+        record["segmentation"] = segmentation
+        if not has_box:
+            mask_only.append(record)
+    if mask_only:
+        for record, area in zip(mask_only, mask_areas(mask_only, image_sizes,
+                                                      "a detection").tolist()):
+            record["area"] = area
 
 
 def _has_box(detection: dict) -> bool:
@@ -540,6 +657,8 @@ def _has_box(detection: dict) -> bool:
 def _describe(detection: Any, position: int) -> str:
     if isinstance(detection, dict) and "image_id" in detection:
         return f"detection #{position} (image_id={detection['image_id']!r})"
+    if isinstance(detection, dict) and "file_name" in detection:
+        return f"detection #{position} (file_name={detection['file_name']!r})"
     return f"detection #{position}"
 
 

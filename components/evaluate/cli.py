@@ -5,16 +5,17 @@
     edgeline evaluate POLICY --output DIR [--form saved_model|tflite] [--episodes N] [--seed S]
 
 ``coco-eval`` needs no model: it scores detections a user brings (a COCO results file)
-against COCO ground truth, with the numbers pycocotools' COCOeval gives. Heavy imports happen
-inside the handlers, so ``edgeline --help`` stays fast.
+against COCO ground truth, with the numbers pycocotools' COCOeval gives; it lives in
+:mod:`.coco_cli`, which imports nothing heavy. Heavy imports happen inside the handlers, so
+``edgeline --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from edgeline.components.evaluate import coco_cli
 from edgeline.components.evaluate.options import DetectionOptions, EvaluateOptions
 from edgeline.pipeline.flags import Flag, add_option_flags, options_from_flags
 from edgeline.pipeline.standalone import add_publishing_flags
@@ -22,69 +23,8 @@ from edgeline.pipeline.standalone import add_publishing_flags
 
 def register(subparsers) -> None:
     """Add the evaluate stage's subcommands to the ``edgeline`` parser."""
-    _register_coco_eval(subparsers)
+    coco_cli.register(subparsers)
     _register_evaluate(subparsers)
-
-
-def _register_coco_eval(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "coco-eval",
-        help="COCO mAP of a detections file against COCO ground truth (pycocotools' numbers)",
-        description=(
-            "Score detections against COCO ground truth with the COCO detection metric: AP at "
-            "IoU .50:.05:.95, AP50, AP75, AP for small/medium/large objects, AR at 1/10/100 "
-            "detections per image and AR small/medium/large -- the 12 numbers of pycocotools' "
-            "COCOeval.summarize(), computed by faster-coco-eval. Prints pycocotools' 12-line "
-            "summary, or JSON with --json. Exit code 2 and one line for malformed input."
-        ),
-    )
-    parser.add_argument(
-        "ground_truth", metavar="GT.json",
-        help="COCO ground truth: a JSON object with 'images', 'annotations', 'categories'",
-    )
-    parser.add_argument(
-        "detections", metavar="DT.json",
-        help=(
-            "detections: a COCO results file (a JSON list of {image_id, category_id, bbox "
-            "[x, y, w, h] or segmentation, score}) or a COCO-format file whose 'annotations' "
-            "carry a score; an empty list is valid (all zeros)"
-        ),
-    )
-    parser.add_argument(
-        "--iou-type", choices=("bbox", "segm"), default="bbox",
-        help="match boxes (bbox, default) or masks (segm: RLE or polygon segmentations)",
-    )
-    parser.add_argument(
-        "--json", action="store_true",
-        help=(
-            "print JSON instead: the 12 numbers by name (AP, AP50, AP75, APs, APm, APl, AR1, "
-            "AR10, AR100, ARs, ARm, ARl; -1 where there is no ground truth in that area) and "
-            "the AP of each category (null where the category has no ground truth)"
-        ),
-    )
-    parser.add_argument(
-        "--plots", metavar="DIR",
-        help="also write precision-recall curves as PNGs into DIR (one per category, "
-        "plus pr_all.png)",
-    )
-    parser.set_defaults(func=_cmd_coco_eval)
-
-
-def _cmd_coco_eval(args: argparse.Namespace) -> int:
-    from edgeline.common.coco import evaluate_files
-
-    metrics = evaluate_files(args.ground_truth, args.detections, iou_type=args.iou_type)
-    if args.json:
-        print(json.dumps(metrics.to_dict(), indent=2))
-    else:
-        print(metrics.format_summary())
-    if args.plots:
-        from edgeline.components.evaluate.coco_plots import write_precision_recall_plots
-
-        paths = write_precision_recall_plots(metrics, args.plots)
-        # stderr, so that --json output stays one JSON document
-        print(f"wrote {len(paths)} precision-recall plots to {args.plots}", file=sys.stderr)
-    return 0
 
 
 # Flags whose names are not their option's (every other option is --<its last part>).

@@ -1,7 +1,7 @@
 """COCO metrics on real third-party data, against pycocotools and cocoapi's published output.
 
-Acceptance 1: `edgeline coco-eval --json` gives pycocotools' 12 numbers to 1e-9 on every pair
-in ../shared/data/coco and ../shared/data/voc100. Acceptance 2: the printed val2014_100
+Acceptance 1: `edgeline coco-eval --json` gives pycocotools' 12 numbers on every pair in
+../shared/data/coco and ../shared/data/voc100, and the library its arrays, bit for bit. Acceptance 2: the printed val2014_100
 summary is cocoapi's own published text (val2014_fake_eval_res.txt).
 """
 
@@ -67,6 +67,29 @@ def test_cli_json_matches_pycocotools_on_real_data(
             assert row["ap"] == pytest.approx(expected_ap[row["category_id"]], abs=1e-9)
 
 
+@pytest.mark.parametrize(
+    "ground_truth, detections, iou_type", [pair[1:] for pair in REAL_PAIRS],
+    ids=[pair[0] for pair in REAL_PAIRS],
+)
+def test_numbers_and_arrays_are_pycocotools_bit_for_bit(
+    shared_data, reference_on_files, ground_truth, detections, iou_type
+):
+    """Acceptance 2 of the speed issue: on every shared real set, the 12 numbers and the
+    precision and recall arrays equal pycocotools' exactly, both from files (the engine's
+    column reader for bbox) and from dicts (the checked records)."""
+    ground_truth, detections = shared_data / ground_truth, shared_data / detections
+    reference = reference_on_files(str(ground_truth), str(detections), iou_type)
+    from_files = evaluate_files(ground_truth, detections, iou_type)
+    from_dicts = evaluate_detections(json.loads(ground_truth.read_text()),
+                                     json.loads(detections.read_text()), iou_type)
+
+    for metrics in (from_files, from_dicts):
+        assert list(metrics.summary.values()) == reference.stats.tolist()
+        assert list(metrics.category_ids) == reference.category_ids
+        np.testing.assert_array_equal(metrics.precision, reference.precision)
+        np.testing.assert_array_equal(metrics.recall, reference.recall)
+
+
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_printed_summary_is_cocoapis_published_output(capsys, coco_data, iou_type):
     """Acceptance 2: cocoapi's results/val2014_fake_eval_res.txt, every label and every
@@ -92,7 +115,7 @@ def test_printed_summary_is_cocoapis_published_output(capsys, coco_data, iou_typ
 
 def test_summary_text_and_arrays_equal_pycocotools(coco_data, reference_on_files):
     """format_summary() is what COCOeval.summarize() prints; the precision-recall arrays are
-    pycocotools' (up to its np.spacing(1) in the precision denominator)."""
+    pycocotools'."""
     folder = coco_data / "rafaelpadilla_sampled"
     metrics = evaluate_files(folder / "gt.json", folder / "dt.json", "bbox")
     reference = reference_on_files(str(folder / "gt.json"), str(folder / "dt.json"), "bbox")
@@ -100,7 +123,7 @@ def test_summary_text_and_arrays_equal_pycocotools(coco_data, reference_on_files
     assert metrics.format_summary().splitlines() == reference.summary_lines
     assert list(metrics.category_ids) == reference.category_ids
     assert metrics.precision.shape == reference.precision.shape == (10, 101, 80, 4, 3)
-    np.testing.assert_allclose(metrics.precision, reference.precision, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(metrics.precision, reference.precision)
     np.testing.assert_array_equal(metrics.recall, reference.recall)
 
 
@@ -122,18 +145,20 @@ def test_in_memory_api_leaves_inputs_unchanged_and_matches_files(coco_data):
 
 
 def test_engine_alone_gives_the_same_numbers(coco_data):
-    """The surroundings (our indexing, the cells we skip) change nothing: faster-coco-eval's
-    own COCO + COCOeval_faster path gives the same numbers."""
-    from faster_coco_eval import COCO, COCOeval_faster
+    """The surroundings (our checks and normalization, the engine's column reader) change
+    nothing: ultrafast-pycocotools' own COCO + loadRes + COCOeval path gives the same numbers
+    and arrays."""
+    from ultrafast_pycocotools import COCO, COCOeval
 
     folder = coco_data / "yfpeng"
-    ground_truth = COCO(str(folder / "gt.json"))
-    engine = COCOeval_faster(ground_truth, ground_truth.loadRes(str(folder / "dt.json")), "bbox",
-                             print_function=lambda *args: None)
+    ground_truth = COCO(str(folder / "gt.json"), verbose=False)
+    engine = COCOeval(ground_truth, ground_truth.loadRes(str(folder / "dt.json")), "bbox",
+                      print_function=lambda *args: None)
     engine.run()
 
     ours = evaluate_files(folder / "gt.json", folder / "dt.json", "bbox")
-    np.testing.assert_allclose(list(ours.summary.values()), engine.stats[:12], rtol=0, atol=1e-12)
+    assert list(ours.summary.values()) == engine.stats.tolist()
+    np.testing.assert_array_equal(ours.precision, engine.eval["precision"])
 
 
 def test_more_than_100_detections_in_one_cell(reference_on_dicts):

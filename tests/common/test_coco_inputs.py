@@ -221,10 +221,10 @@ def test_annotation_id_zero_is_evaluated_correctly(reference_on_dicts):
 
     metrics = evaluate_detections(ground_truth, detections)
 
-    assert metrics.summary["AP"] == 1.0
+    # 1 - 2e-16: pycocotools' precision has np.spacing(1) in its denominator, and so has ours
+    assert metrics.summary["AP"] == pytest.approx(1.0, abs=1e-15)
     reference = reference_on_dicts(one_based, detections, "bbox")
-    # (pycocotools' precision has np.spacing(1) in its denominator: 0.9999999999999998)
-    np.testing.assert_allclose(list(metrics.summary.values()), reference.stats, atol=1e-9, rtol=0)
+    assert list(metrics.summary.values()) == reference.stats.tolist()
 
 
 def test_detections_inside_a_coco_file(tmp_path, small_set):
@@ -282,3 +282,141 @@ def test_no_scorable_ground_truth_is_all_minus_one(small_set, reference_on_dicts
         assert list(metrics.summary.values()) == [-1.0] * 12
         assert reference_on_dicts(truth, detections, "bbox").stats.tolist() == [-1.0] * 12
         assert set(metrics.per_category_ap.values()) == {None}
+
+
+# --------------------------------------------------------------------------------------------
+# Detections that name their image by file_name (what `edgeline predict` writes)
+
+
+def _with_file_names(ground_truth: dict, prefix: str = "") -> tuple[dict, dict[int, str]]:
+    named = copy.deepcopy(ground_truth)
+    names = {}
+    for image in named["images"]:
+        image["file_name"] = f"{prefix}{image['id']:06d}.jpg"
+        names[image["id"]] = f"{image['id']:06d}.jpg"
+    return named, names
+
+
+def test_file_name_gives_the_image_id(tmp_path, capsys, small_set, reference_on_dicts):
+    """No image_id, or one the ground truth lacks: the image with that file_name (as a whole,
+    or by base name against a ground truth that keeps folders) is the detection's image. The
+    numbers are those of the same detections with their ids."""
+    ground_truth, detections = small_set
+    named, names = _with_file_names(ground_truth, prefix="val2017/")
+    by_name = []
+    for position, detection in enumerate(detections):
+        renamed = {key: value for key, value in detection.items() if key != "image_id"}
+        if position % 3 == 1:  # an id that is no image of the ground truth
+            renamed["image_id"] = 10_000 + position
+        folder = "/data/predict/" if position % 2 else "C:\\\\images\\\\"
+        renamed["file_name"] = folder + names[detection["image_id"]]
+        by_name.append(renamed)
+    expected = reference_on_dicts(ground_truth, detections, "bbox").stats.tolist()
+
+    assert list(evaluate_detections(named, by_name).summary.values()) == expected
+    code, out, err = _run_cli(capsys, _write(tmp_path, "gt.json", named),
+                              _write(tmp_path, "dt.json", by_name), "--json")
+    assert code == 0, err
+    assert [json.loads(out)["summary"][name] for name in SUMMARY_NAMES] == expected
+    # The whole name first: "val2017/000001.jpg" as the ground truth spells it.
+    exact = [dict(d, file_name="val2017/" + d["file_name"].replace("\\\\", "/")
+                  .rsplit("/", 1)[-1]) for d in by_name]
+    assert list(evaluate_detections(named, exact).summary.values()) == expected
+
+
+def test_a_known_image_id_wins_over_file_name(small_set):
+    ground_truth, detections = small_set
+    named, names = _with_file_names(ground_truth)
+    other = {1: 2, 2: 3, 3: 1}  # every detection's file_name names another image
+    misleading = [dict(d, file_name=names[other[d["image_id"]]]) for d in detections]
+    assert (evaluate_detections(named, misleading).summary
+            == evaluate_detections(named, detections).summary)
+
+
+@pytest.mark.parametrize(
+    "file_name, image_id, message",
+    [
+        ("elsewhere.jpg", None, "detection #4 (file_name='elsewhere.jpg') has no image_id, and "
+                                "its file_name 'elsewhere.jpg' is not the file_name of any "
+                                "ground-truth image"),
+        ("elsewhere.jpg", 999, "detection #4 has image_id=999, which is not in the ground "
+                               "truth's images (3 images, ids 1..3), nor is its file_name "
+                               "'elsewhere.jpg' one of theirs"),
+        ("shared.jpg", None, "detection #4 (file_name='shared.jpg') has file_name "
+                             "'shared.jpg', whose base name 'shared.jpg' is the file_name of 2 "
+                             "ground-truth images (ids [1, 2])"),
+    ],
+    ids=["unknown-name", "unknown-id-and-name", "ambiguous-base-name"],
+)
+def test_unresolvable_file_name_exits_2_with_one_line(tmp_path, capsys, small_set, file_name,
+                                                     image_id, message):
+    ground_truth, detections = small_set
+    named, _ = _with_file_names(ground_truth)
+    named["images"][0]["file_name"] = "a/shared.jpg"
+    named["images"][1]["file_name"] = "b/shared.jpg"
+    broken = copy.deepcopy(detections)
+    del broken[4]["image_id"]
+    broken[4]["file_name"] = file_name
+    if image_id is not None:
+        broken[4]["image_id"] = image_id
+
+    code, out, err = _run_cli(capsys, _write(tmp_path, "gt.json", named),
+                              _write(tmp_path, "dt.json", broken))
+
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+# --------------------------------------------------------------------------------------------
+# The engine's column reader (a bbox results file) and the checks on its columns
+
+
+def test_scores_of_zero_are_valid_and_missing_or_null_ones_are_not(tmp_path, capsys, small_set,
+                                                                   reference_on_dicts):
+    """The column reader reads a missing or null score as 0: a file with true zeros is scored
+    (as pycocotools scores it), one with a missing or null score is refused, on either path."""
+    from edgeline.common.coco import _ground_truth_api, _read_results_file
+    from edgeline.common.coco_inputs import prepare_ground_truth
+
+    ground_truth, detections = small_set
+    zeros = [dict(d, score=0) if i % 2 else d for i, d in enumerate(detections)]
+    gt_path = _write(tmp_path, "gt.json", ground_truth)
+    truth = prepare_ground_truth(ground_truth)
+    api = _ground_truth_api(truth)
+
+    assert _read_results_file(api, truth, _write(tmp_path, "zeros.json", zeros)) is not None
+    code, out, err = _run_cli(capsys, gt_path, tmp_path / "zeros.json", "--json")
+    assert code == 0, err
+    assert [json.loads(out)["summary"][name] for name in SUMMARY_NAMES] == (
+        reference_on_dicts(ground_truth, zeros, "bbox").stats.tolist())
+
+    missing = copy.deepcopy(zeros)
+    del missing[3]["score"]
+    null = _broken_detections(zeros, 3, score=None)
+    for name, broken in (("missing.json", missing), ("null.json", null)):
+        assert _read_results_file(api, truth, _write(tmp_path, name, broken)) is None
+        code, out, err = _run_cli(capsys, gt_path, tmp_path / name)
+        assert code == 2 and err.count("\n") == 1
+        assert "detection #3 (image_id=2) has " in err and "score" in err
+
+
+def test_checks_on_the_reader_columns_send_bad_files_to_the_naming_path(tmp_path, small_set):
+    """Each file the column reader takes but a check refuses is None here; the exact path then
+    names the problem (test_bad_detections_exit_2_with_one_line)."""
+    from edgeline.common.coco import _ground_truth_api, _read_results_file
+    from edgeline.common.coco_inputs import prepare_ground_truth
+
+    ground_truth, detections = small_set
+    truth = prepare_ground_truth(ground_truth)
+    api = _ground_truth_api(truth)
+    fine = _read_results_file(api, truth, _write(tmp_path, "fine.json", detections))
+    assert fine is not None and fine[1] == len(detections)
+    for name, change in (("image", {"image_id": 999}), ("category", {"category_id": 77}),
+                         ("width", {"bbox": [10, 20, -5, 30]}), ("float-id", {"image_id": 2.0})):
+        path = _write(tmp_path, f"{name}.json", _broken_detections(detections, 4, **change))
+        assert _read_results_file(api, truth, path) is None, name
+    # an integral float id is still scored, by the exact path
+    path = _write(tmp_path, "float.json", _broken_detections(detections, 4, image_id=2.0))
+    from edgeline.common.coco import evaluate_files
+    assert (evaluate_files(_write(tmp_path, "gt.json", ground_truth), path).summary
+            == evaluate_detections(ground_truth, detections).summary)
