@@ -36,7 +36,8 @@ def register(subparsers) -> None:
         ),
         epilog=(
             "image_id is the file's stem when it is an integer (COCO's file names give their "
-            "ids), else a running number. A file that cannot be read is listed with its reason "
+            "ids), else the stem itself, as Ultralytics writes them; coco-eval then finds the "
+            "image by file_name. A file that cannot be read is listed with its reason "
             "and skipped (predicted + skipped = given). Exit codes: 0 something predicted; 2 "
             "MODEL is not a model, or nothing could be predicted."
         ),

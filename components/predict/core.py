@@ -18,7 +18,8 @@ the figure the export reported for the file. The evaluate stage differs only for
 JPEG crops, by a few levels in some edge pixels (see ``edgeline.common.preprocessing``).
 
 image_id is the file's stem when it is an integer (COCO's own file names, ``000000397133.jpg``,
-give their image ids), else a running number that no integer stem uses.
+give their image ids), else the stem itself, as Ultralytics writes them: no ground truth's
+integer id, so ``edgeline coco-eval`` finds the image by the row's ``file_name``.
 """
 
 from __future__ import annotations
@@ -58,21 +59,21 @@ class PredictionRun:
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def image_ids(given: Sequence[Given]) -> list[int]:
-    """One COCO image id per given file: its stem as an integer when it is one (and not taken
-    by an earlier file), else the lowest positive integer no stem or earlier file uses."""
-    stems = [_integer_stem(item.path) for item in given]
-    used = {stem for stem in stems if stem is not None}
+def image_ids(given: Sequence[Given]) -> list[int | str]:
+    """One COCO image id per given file, as Ultralytics writes them: its stem as an integer
+    when it is one (COCO's own file names), else the stem itself. A string id is no image of
+    any ground truth, so ``edgeline coco-eval`` finds the image by the row's ``file_name``; a
+    made-up number could silently name another image. A second file with the same integer
+    stem keeps its stem as a string too."""
+    ids: list[int | str] = []
     taken: set[int] = set()
-    ids, next_free = [], 1
-    for stem in stems:
+    for item in given:
+        stem = _integer_stem(item.path)
         if stem is not None and stem not in taken:
+            taken.add(stem)
             ids.append(stem)
         else:
-            while next_free in used or next_free in taken:
-                next_free += 1
-            ids.append(next_free)
-        taken.add(ids[-1])
+            ids.append(item.path.stem)
     return ids
 
 
@@ -164,7 +165,7 @@ def _decoded(model: ImageModel, outputs: dict[str, np.ndarray]) -> dict[str, np.
                               strides=strides)
 
 
-def detect(model: ImageModel, batch: np.ndarray, *, image_id: int, size: tuple[int, int]
+def detect(model: ImageModel, batch: np.ndarray, *, image_id: int | str, size: tuple[int, int]
            ) -> tuple[list[dict[str, Any]], list[int]]:
     """COCO result rows of one image (every detection the model returns) and the class index
     of each row."""
@@ -174,8 +175,10 @@ def detect(model: ImageModel, batch: np.ndarray, *, image_id: int, size: tuple[i
     count = int(decoded["num_detections"][0])
     classes = [int(c) for c in decoded["classes"][0, :count]]
     category_ids = model.category_ids or tuple(range(max(classes, default=0) + 1))
-    rows = to_coco_detections(decoded, image_ids=[image_id], heights=[size[0]],
+    rows = to_coco_detections(decoded, image_ids=[0], heights=[size[0]],
                               widths=[size[1]], category_ids=category_ids)
+    for row in rows:
+        row["image_id"] = image_id  # an integer stem, or the stem itself (image_ids)
     return rows, classes
 
 
@@ -192,7 +195,7 @@ def _classification_line(item: Given, row: dict[str, Any]) -> str:
     return f"{item.path}: {best}"
 
 
-def _predict_one(model: ImageModel, item: Given, image_id: int, prepared, *,
+def _predict_one(model: ImageModel, item: Given, image_id: int | str, prepared, *,
                  options: PredictOptions, result: PredictionRun, taken: set[str]) -> str:
     """Predict one prepared image, keep its rows (and drawn copy); return its printed line."""
     picture, batch, size = prepared

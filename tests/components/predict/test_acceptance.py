@@ -43,15 +43,11 @@ def test_predictions_of_the_int8_detector_score_the_exports_map(
         f"predict: {count} predicted, 0 skipped of {count} given; predictions.json and "
         f"{count} annotated image(s) in {output}")
     assert len(list(output.glob("val_*.jpg"))) == count
-    # The demo's file names are not integers, so predict numbered them; the rows' file_name
-    # gives each its ground-truth id (until coco-eval matches file names itself).
-    ids = {image["file_name"]: image["id"] for image in ground_truth["images"]}
-    rows = json.loads((output / "predictions.json").read_text())
-    for row in rows:
-        row["image_id"] = ids[row.pop("file_name")]
-    scored = tmp_path / "scored.json"
-    scored.write_text(json.dumps(rows))
-    coco_eval = _edgeline("coco-eval", ground_truth_path, scored, "--json")
+    # The demo's file names are not integers: the rows' image_id is the stem ("val_000003"),
+    # and coco-eval finds each image by the row's file_name, as it is written.
+    predictions = output / "predictions.json"
+    assert all(isinstance(row["image_id"], str) for row in json.loads(predictions.read_text()))
+    coco_eval = _edgeline("coco-eval", ground_truth_path, predictions, "--json")
     assert coco_eval.returncode == 0, coco_eval.stderr
     predicted_map = json.loads(coco_eval.stdout)["summary"]["AP"]
     print(f"\nmAP of predictions.json {predicted_map:.4f}, export's map_export "

@@ -111,7 +111,7 @@ def test_detector_forms_write_the_same_coco_rows(squares_detector, squares_image
         rows[form] = read_predictions(tmp_path / form)
     sizes = {path.name: Image.open(path).size for path in squares_images.iterdir()}
     ids = {row["file_name"]: row["image_id"] for row in rows["model_dir"]}
-    assert ids == {**{f"{1000 + 3 * i}.jpg": 1000 + 3 * i for i in range(7)}, "street.jpg": 1}
+    assert ids == {**{f"{1000 + 3 * i}.jpg": 1000 + 3 * i for i in range(7)}, "street.jpg": "street"}
     for row in rows["model_dir"] + rows["int8"]:
         assert set(row) == {"image_id", "category_id", "bbox", "score", "file_name"}
         assert row["category_id"] in (7, 11)
@@ -161,9 +161,9 @@ def test_sources_are_files_folders_and_globs_each_once(squares_images, tmp_path)
     assert expand_sources([tmp_path / "notes.txt"])[0].missing is None
 
 
-def test_image_ids_keep_integer_stems_and_number_the_rest():
+def test_image_ids_are_integer_stems_else_the_stems_themselves():
     from edgeline.components.predict.sources import Given
 
     given = [Given(core.Path(name)) for name in ("cat.jpg", "1.jpg", "a/2.png", "b/2.png",
                                                   "dog.png")]
-    assert core.image_ids(given) == [3, 1, 2, 4, 5]
+    assert core.image_ids(given) == ["cat", 1, 2, "2", "dog"]
