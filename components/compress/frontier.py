@@ -68,6 +68,7 @@ def export_and_measure(model_dir: Path, export_dir: Path, *, quantize: str, task
     frontier = options.frontier
     export_options = export.ExportOptions(
         quantize=quantize,
+        include_preprocessing=frontier.include_preprocessing,
         representative_size=frontier.calibration_images,
         parity_size=frontier.evaluation_images or 1_000_000,  # at most: the whole split
         max_metric_drop=1.0,  # the frontier applies its own budget across recipes

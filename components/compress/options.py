@@ -215,6 +215,10 @@ class FrontierOptions:
     evaluation_images: int | None = None  # None: the whole validation split
     calibration_images: int = 100  # representative set for post-training int8
     latency_runs: int = 50
+    # The frontier's files are what ships: uint8 pixels in and the normalization inside, as
+    # the export steps of the configs write them, so each loads in MediaPipe Tasks (which
+    # applies no per-channel normalization to a float input) and is measured as it ships.
+    include_preprocessing: bool = True
 
     def __post_init__(self):
         _check(self.accuracy_budget >= 0, "accuracy_budget", self.accuracy_budget,
