@@ -188,6 +188,13 @@ def quiet(verbose_requested: bool = False) -> Iterator[None]:
 _bars: list[Any] = []
 
 
+def _terminal_columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
 def log(message: str) -> None:
     """One of edgeline's lines on stderr, above a live bar if there is one."""
     if _bars:
@@ -223,8 +230,10 @@ class Progress:
         if bar if bar is not None else is_terminal():
             from tqdm import tqdm
 
+            # A terminal that reports no width (a fresh pty) would get an empty bar.
+            width = {} if _terminal_columns() else {"ncols": 100}
             self._bar = tqdm(total=total, desc=description, unit=unit, initial=initial,
-                             file=sys.stderr, dynamic_ncols=True, leave=True)
+                             file=sys.stderr, dynamic_ncols=not width, leave=True, **width)
             _bars.append(self._bar)
         self._step = max(1, (total or 0) // 10)
         self._printed = initial

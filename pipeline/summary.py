@@ -7,7 +7,7 @@
     export_classifier_int8  export  built   20.1s   bytes 1,031,520, latency ms ...
 
     report: runs/runs/<run id>/report.html (Markdown: report.md beside it)
-    tflite: runs/artifacts/export/<fingerprint>/model.tflite (1,031,520 bytes, ...)
+    tflite: <the export artifact folder>/<its file>.tflite (1,031,520 bytes, ...)
 
 ``edgeline run`` prints it when the run ends (failed or not), ``edgeline runs show`` for a run
 in the store. The headline figures are each artifact view's (``ArtifactView.headline``): the
