@@ -28,7 +28,15 @@ STANDALONE_COMMANDS = {"coco-eval": "edgeline.components.evaluate.coco_cli"}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit code 2), as the contract asks."""
+    """argparse, but a usage error is one line (and exit code 2), as the contract asks; and
+    every command and subcommand takes -v/--verbose, before or after its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser does not reset what `edgeline -v run` set.
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="show everything the dependencies print (TensorFlow, Beam, "
+                          "absl logs and warnings) and full tracebacks; also EDGELINE_VERBOSE=1")
 
     def error(self, message: str) -> None:  # noqa: D401
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -58,30 +66,27 @@ def stage_registry():
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from edgeline.pipeline import summary
     from edgeline.pipeline.config import load_pipeline_config
     from edgeline.pipeline.runner import run_pipeline
 
     registry = stage_registry()
     config = load_pipeline_config(args.config, registry.options_types(), args.set)
-    started = time.time()
-    outcome = run_pipeline(
+
+    def end_of_run(outcome) -> None:  # failed or not: the table, then where things are
+        sys.stderr.flush()
+        print("\n" + "\n".join(summary.end_of_run_lines(outcome, registry.views())),
+              flush=True)
+
+    run_pipeline(
         config,
         registry,
         only=args.only or (),
         start=args.start,
         force=args.force,
         runs_dir=args.runs_dir,
+        on_end=end_of_run,
     )
-    built = sum(not s.cached for s in outcome.steps)
-    cached = sum(s.cached for s in outcome.steps)
-    print(
-        f"run {outcome.run_id}: {built} step(s) built, {cached} cached, "
-        f"{time.time() - started:.1f}s"
-    )
-    for step in outcome.steps:
-        if step.artifact is not None:
-            print(f"  {step.step:<20} {step.artifact.type:<10} {step.artifact.uri}")
-    print(f"details: edgeline runs show {outcome.run_id} --runs-dir {outcome.runs_dir}")
     return 0
 
 
@@ -119,19 +124,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(info, indent=2, default=str))
             return 0
-        print(f"run {info['id']} ({info['pipeline']}): {info['status']}")
-        print(f"config: {info['config']}")
-        for ex in info["executions"]:
-            how = "cached" if ex["cached"] else ex["status"]
-            secs = f"{ex['seconds']:.1f}s" if ex["seconds"] is not None else ""
-            print(f"  {ex['step']:<20} {ex['stage']:<9} {how:<9} {secs:>8}")
-            if ex["error"]:
-                print(f"      error: {ex['error']}")
-        for art in info["artifacts"]:
-            print(f"  {art['step']:<20} {art['type']:<10} {art['path']}")
-            for key, value in sorted(art["metrics"].items()):
-                if isinstance(value, int | float | str):
-                    print(f"      {key}: {value}")
+        from edgeline.pipeline import report, summary
+
+        entries = report.step_artifacts(store, info)
+        print("\n".join(summary.run_lines(info, entries, stage_registry().views())))
         return 0
     finally:
         store.close()
@@ -230,7 +226,7 @@ def _raise_terminated(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    from edgeline.pipeline.errors import StageFailed, UserError
+    from edgeline.pipeline import console
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
@@ -239,12 +235,29 @@ def main(argv: list[str] | None = None) -> int:
     if threading_is_main():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        # Quiet from here: the command imports TensorFlow, Beam and the rest lazily, inside.
+        with console.quiet(getattr(args, "verbose", False)):
+            return _run_command(args)
+    finally:
+        if threading_is_main():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """The command, its failures as one line each: exit 2 for bad input, 1 for a failure
+    (a stage's, or edgeline's own), 130/143 for Ctrl-C and SIGTERM."""
+    import signal
+
+    from edgeline.pipeline import console
+    from edgeline.pipeline.errors import StageFailed, UserError
+
+    try:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"edgeline: error: {err}", file=sys.stderr)
         return 2
     except StageFailed as err:
-        print(f"edgeline: error: {err}", file=sys.stderr)
+        print(f"edgeline: error: {one_line(str(err))}", file=sys.stderr)
         return 1
     except Terminated:
         print("edgeline: terminated", file=sys.stderr)
@@ -252,9 +265,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgeline: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if threading_is_main():
-            signal.signal(signal.SIGTERM, previous)
+    except Exception as err:  # noqa: BLE001 (a bug or a dependency's failure: one line)
+        if console.verbose():
+            raise
+        print(f"edgeline: error: {one_line(f'{type(err).__name__}: {err}')}", file=sys.stderr)
+        return 1
+
+
+def one_line(message: str) -> str:
+    """A failure's first line, and how to see the rest: dependencies' messages run to many
+    lines (TensorFlow's op traces, a Beam worker's traceback), the first says what failed."""
+    from edgeline.pipeline import console
+
+    lines = [line for line in message.strip().splitlines() if line.strip()] or [""]
+    if console.verbose():
+        return lines[0] if len(lines) == 1 else "\n".join(lines)
+    more = f"; {len(lines) - 1} more line(s)" if len(lines) > 1 else ""
+    return f"{lines[0].rstrip()} ({console.VERBOSE_HINT}{more})"
 
 
 def threading_is_main() -> bool:

@@ -315,7 +315,7 @@ def _when(seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(seconds))
 
 
-def _step_artifacts(store: RunStore, info: Mapping[str, Any]) -> list[StepArtifact | None]:
+def step_artifacts(store: RunStore, info: Mapping[str, Any]) -> list[StepArtifact | None]:
     """One entry per execution: its artifact, or None where the step published nothing."""
     entries = []
     for execution in info["executions"]:
@@ -394,7 +394,7 @@ def build_report(store: RunStore, run_id: str,
     and the resolved config."""
     views = views or {}
     info = store.show_run(run_id)
-    entries = _step_artifacts(store, info)
+    entries = step_artifacts(store, info)
     published = [e for e in entries if e is not None]
     title = f"edgeline run {run_id}: {info['pipeline']}"
     blocks: list[Block] = [Heading(1, title), _overview_table(store, info)]

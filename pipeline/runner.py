@@ -41,9 +41,14 @@ from edgeline.pipeline.store import RunStore
 class StepOutcome:
     step: str
     stage: str
-    artifact: Artifact | None
+    artifact: Artifact | None  # None for a failed step
     cached: bool
     seconds: float
+    failed: bool = False
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.failed else "cached" if self.cached else "built"
 
 
 @dataclasses.dataclass
@@ -52,6 +57,7 @@ class RunOutcome:
     runs_dir: Path
     steps: list[StepOutcome]
     report: Path | None = None  # runs/<run_id>/report.html (report.md beside it)
+    seconds: float = 0.0  # the whole run's
 
     def artifact(self, step: str) -> Artifact:
         for outcome in self.steps:
@@ -93,15 +99,20 @@ def run_pipeline(
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     given: Mapping[str, Artifact] | None = None,
+    on_end: Callable[[RunOutcome], None] | None = None,
 ) -> RunOutcome:
     """Run the selected steps of ``config``.
 
     Steps outside the selection are not executed, but a selected step still needs its
     inputs: those must already be published (a cache hit), or the run says which to run.
     ``given`` names artifacts made outside this config (a standalone command's --examples),
-    which its steps may list as inputs.
+    which its steps may list as inputs. ``on_end`` sees how the run ended, failed steps
+    included, before a failure is raised (the CLI prints its end-of-run table there).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    from edgeline.pipeline import console
+
+    log = log or console.log
+    started = time.time()
     selected = select_steps(config, only, start)  # a bad --only is refused before any record
     store = RunStore(runs_dir or config.runs_dir)
     run_id = store.start_run(config.name, config.source_path, config.resolved())
@@ -112,11 +123,17 @@ def run_pipeline(
             run.execute(index, step)
         store.finish_run(run_id, "complete")
     except BaseException as err:
-        run.end_failed(err)
+        report = run.end_failed(err, say_where=on_end is None)
+        if on_end is not None and not isinstance(err, KeyboardInterrupt):
+            on_end(RunOutcome(run_id, Path(store.root), run.outcomes, report,
+                              time.time() - started))
         raise
-    report = _write_report(store, run_id, run.outcomes, registry, log)
+    report = _write_report(store, run_id, run.outcomes, registry, log, on_end is None)
     store.close()
-    return RunOutcome(run_id, Path(store.root), run.outcomes, report)
+    outcome = RunOutcome(run_id, Path(store.root), run.outcomes, report, time.time() - started)
+    if on_end is not None:
+        on_end(outcome)
+    return outcome
 
 
 def step_fingerprint(config: PipelineConfig, stage: Stage, step: StepConfig,
@@ -220,6 +237,8 @@ class _Run:
         except BaseException as err:
             # Removed first: on a full disk this frees the space the lineage row needs.
             shutil.rmtree(tmp, ignore_errors=True)
+            self.outcomes.append(StepOutcome(step.name, stage.name, None, False,
+                                             time.time() - started, failed=True))
             _step_failed(self.store, ex, step.name, stage.name, input_fps, err)
         self.store.record_artifact(artifact)
         seconds = time.time() - started
@@ -228,9 +247,9 @@ class _Run:
         self.outcomes.append(StepOutcome(step.name, stage.name, artifact, False, seconds))
         self.log(f"{prefix}: done in {seconds:.1f}s -> {artifact.uri}")
 
-    def end_failed(self, err: BaseException) -> None:
-        """Records how the run ended, writes the report of what was built, and closes the
-        store; a refusal of the disk is raised as a StorageError naming the runs directory
+    def end_failed(self, err: BaseException, say_where: bool = True) -> Path | None:
+        """Records how the run ended, writes the report of what was built (returns its path),
+        and closes the store; a refusal of the disk is raised as a StorageError naming the runs directory
         (anything else the caller re-raises)."""
         store = self.store
         # Ctrl-C (and SIGTERM, which the CLI turns into the same exception) is the user's
@@ -240,11 +259,14 @@ class _Run:
         problem = None if isinstance(err, UserError) else storage_problem(err)
         # What was built, and what failed; not after a disk refused a write (the report would
         # be refused too, or fill the disk further).
+        report = None
         if recorded and not isinstance(err, KeyboardInterrupt | StorageError) and not problem:
-            _write_report(store, self.run_id, self.outcomes, self.registry, self.log)
+            report = _write_report(store, self.run_id, self.outcomes, self.registry, self.log,
+                                   say_where)
         store.close()
         if problem is not None:
             raise StorageError(StorageError.in_runs_dir(store.root, problem)) from err
+        return report
 
 
 def _step_failed(store: RunStore, execution: int, step: str, stage: str,
@@ -265,7 +287,10 @@ def _step_failed(store: RunStore, execution: int, step: str, stage: str,
     if problem is not None:
         raise StorageError(StorageError.in_runs_dir(store.root, problem,
                                                   f"'{step}' ({stage})")) from err
-    traceback.print_exc(file=sys.stderr)
+    from edgeline.pipeline import console
+
+    if console.verbose():  # else the CLI's one line, which says how to see this
+        traceback.print_exc(file=sys.stderr)
     raise StageFailed(step, err) from err
 
 
@@ -280,9 +305,10 @@ def _record_end(store: RunStore, run_id: str, status: str, error: str) -> bool:
 
 
 def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
-                  registry: StageRegistry, log: Callable[[str], None]) -> Path | None:
-    """The run's report (HTML and Markdown) in its folder, and where it and each exported
-    file are.
+                  registry: StageRegistry, log: Callable[[str], None],
+                  say_where: bool = True) -> Path | None:
+    """The run's report (HTML and Markdown) in its folder, and (``say_where``) where it and
+    each exported file are; the CLI says it below its end-of-run table instead.
 
     A report that cannot be written is said, not raised: the run's artifacts are published
     and intact, and ``edgeline runs report`` renders it again.
@@ -292,17 +318,17 @@ def _write_report(store: RunStore, run_id: str, outcomes: list[StepOutcome],
     try:
         html_path, md_path = report.write_report(store, run_id, views=registry.views())
     except Exception as err:  # noqa: BLE001 (any failure of the report: said, run kept)
-        if storage_problem(err) is None:  # a full or read-only disk needs no traceback
+        from edgeline.pipeline import console
+
+        # A full or read-only disk needs no traceback; anything else shows one with -v.
+        if storage_problem(err) is None and console.verbose():
             traceback.print_exc(file=sys.stderr)
         log(f"report: not written ({type(err).__name__}: {err}); "
             f"retry with 'edgeline runs report {run_id} --runs-dir {store.root}'")
         return None
-    log(f"report: {html_path} (Markdown: {md_path.name} beside it)")
-    entries = [report.StepArtifact(o.step, o.stage, o.artifact, o.cached)
-               for o in outcomes if o.artifact is not None]
-    for found in report.exported_files(entries, registry.views()):
-        latency = (f", {found.latency_threads_1_ms:.3f} ms (1 thread)"
-                   if found.latency_threads_1_ms is not None else "")
-        log(f"{found.format}: {found.path} ({found.size_bytes:,} bytes{latency}; "
-            f"step {found.step})")
+    if say_where:
+        from edgeline.pipeline import summary
+
+        for line in summary.where_lines(html_path, outcomes, registry.views()):
+            log(line)
     return html_path

@@ -131,8 +131,8 @@ def test_a_real_run_reports_its_curves_metrics_plots_and_tflite(tiny_run):
     assert (evaluation.path / "confusion_matrix.png").is_file()
     # The closing summary says where the report and the .tflite are.
     tflite = artifacts["tflite"].path / "model.tflite"
-    assert f"report: {run_dir / 'report.html'} (Markdown: report.md beside it)" in result.stderr
-    assert f"tflite: {tflite} ({tflite.stat().st_size:,} bytes, " in result.stderr
+    assert f"report: {run_dir / 'report.html'} (Markdown: report.md beside it)" in result.stdout
+    assert f"tflite: {tflite} ({tflite.stat().st_size:,} bytes, " in result.stdout
     latency = json.loads((tflite.parent / "export.json").read_text())["latency"]
     assert f">{format_value(latency['threads_1_ms'])}</td>" in text
     assert f">{tflite}</td>" in text

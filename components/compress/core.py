@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from edgeline.common.determinism import determinism
 from edgeline.components.compress.finetune import TrainingData
 from edgeline.components.compress.options import CompressOptions, FineTuneOptions
 from edgeline.components.compress.recipes import RecipeOutcome, run_recipe
+from edgeline.pipeline import console
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import UserError
 
@@ -36,7 +36,7 @@ Log = Callable[[str], None]
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    console.log(message)  # above a live bar, if there is one
 
 
 @dataclasses.dataclass

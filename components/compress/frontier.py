@@ -32,6 +32,7 @@ from edgeline.common.artifact_types.tflite_model import TFLITE_FILE as EXPORTED_
 from edgeline.common.determinism import determinism
 from edgeline.components.compress import core
 from edgeline.components.compress.options import CompressOptions, Recipe
+from edgeline.pipeline import console
 from edgeline.pipeline.errors import UserError
 
 ORIGINAL = "original"
@@ -243,7 +244,9 @@ def measure_recipes(*, source: core.SourceModel, task: core.ExamplesTask,
     rows = [{"recipe": ORIGINAL, "steps": "", "quantize": "none",
              "kernel_sparsity": _kernel_sparsity(source.model), "seconds": 0.0, **original}]
     recipes_report = {}
-    for name, recipe in options.resolved_recipes().items():
+    recipes = options.resolved_recipes()
+    progress = console.progress(len(recipes), "compress: recipes", "recipe")
+    for name, recipe in progress.iterate(recipes.items()):
         recipe_started = time.time()
         recipe_dir = output_dir / "recipes" / name
         if recipe.steps:
@@ -274,6 +277,7 @@ def measure_recipes(*, source: core.SourceModel, task: core.ExamplesTask,
         })
         log(f"compress: frontier: {name}: accuracy {figures['accuracy']:.4f}, "
             f"{figures['gzip_bytes']:,} gzip bytes, {figures['latency_ms']:.3f} ms")
+    progress.close()
     return rows, recipes_report
 
 

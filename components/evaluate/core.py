@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +43,7 @@ from edgeline.common.artifact_types.policy import DESCRIPTION_FILE as POLICY_DES
 from edgeline.common.artifact_types.policy import SAVED_POLICY_DIR
 from edgeline.components.evaluate import predictors
 from edgeline.components.evaluate.options import EvaluateOptions
-from edgeline.pipeline import records
+from edgeline.pipeline import console, records
 from edgeline.pipeline.errors import UserError
 
 
@@ -173,10 +172,10 @@ def _expected_count(examples_dir: Path, split: str) -> int | None:
 
 
 def _progress(total: int | None):
-    from tqdm import tqdm
+    from edgeline.pipeline import console
 
-    # disable=None: a bar on a terminal, silence in logs and tests.
-    return tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, disable=None)
+    # A bar in a terminal, a line at every tenth of the images in a log.
+    return console.progress(total, "evaluate", "image")
 
 
 def _run_model(spec: ModelUnderEvaluation, dataset,
@@ -281,7 +280,7 @@ def run(
     ``metrics.json`` and the plots into ``output_dir``."""
     import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-    log = log or (lambda message: print(message, file=sys.stderr))
+    log = log or console.log
     examples_dir, output_dir = Path(examples_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     spec = load_model_under_evaluation(model_path, options.model_form,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +43,7 @@ from edgeline.components.evaluate.core import (
     is_policy_dir,
 )
 from edgeline.components.evaluate.options import EvaluateOptions
+from edgeline.pipeline import console
 from edgeline.pipeline.errors import UserError
 
 # An action function: a batch of time steps (B, ...) -> the greedy actions (B,) int64.
@@ -51,9 +51,10 @@ ActionFunction = Callable[[Any], np.ndarray]
 
 
 def play_greedy(action_function: ActionFunction, environment_list: list,
-                seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+                seeds: list[int], progress=None) -> tuple[np.ndarray, np.ndarray]:
     """One episode in each environment, seeded ``seeds``, all stepped together. Returns the
-    undiscounted returns (E,) float64 and the episode lengths (E,) int64."""
+    undiscounted returns (E,) float64 and the episode lengths (E,) int64. ``progress`` (a
+    ``console.Progress``) counts the finished episodes."""
     count = len(environment_list)
     for environment, seed in zip(environment_list, seeds):
         environment.seed(seed)
@@ -70,6 +71,8 @@ def play_greedy(action_function: ActionFunction, environment_list: list,
             lengths[index] += 1
             if time_steps[index].is_last():
                 active[index] = False
+                if progress is not None:
+                    progress.update(1, **{"mean return": float(np.mean(returns[~active]))})
     return returns, lengths
 
 
@@ -198,7 +201,7 @@ def evaluate_policy(
     """Play the greedy policy of the Policy artifact at ``policy_dir`` for ``options.episodes``
     episodes seeded ``options.episode_seed`` (or ``seed``), +1, ...; write ``metrics.json`` and
     the return histogram into ``output_dir``."""
-    log = log or (lambda message: print(message, file=sys.stderr))
+    log = log or console.log
     policy_dir, output_dir = Path(policy_dir), Path(output_dir)
     if not is_policy_dir(policy_dir):
         raise UserError(f"Received: policy={os.fspath(policy_dir)!r}; not a Policy artifact "
@@ -219,7 +222,8 @@ def evaluate_policy(
     log(f"evaluate: {form} policy on {environment_options.name}, {len(seeds)} episodes "
         f"(seeds {seeds[0]}..{seeds[-1]})")
     started = time.perf_counter()
-    returns, lengths = play_greedy(action_function, environment_list, seeds)
+    with console.progress(len(seeds), "evaluate", "episode") as progress:
+        returns, lengths = play_greedy(action_function, environment_list, seeds, progress)
     seconds = time.perf_counter() - started
     metrics = episode_metrics(returns, lengths, seconds)
     files = {"metrics": METRICS_FILE}

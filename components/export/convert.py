@@ -73,8 +73,13 @@ def _representative_fn(representative: Representative, input_dtypes: Sequence) -
     arrays = [np.asarray(a).astype(dtype) for a, dtype in zip(arrays, input_dtypes)]
 
     def generate():
-        for index in range(count):
-            yield [a[index:index + 1] for a in arrays]
+        from edgeline.pipeline import console
+
+        # The calibration is most of an int8 conversion's time: counted where it is consumed.
+        with console.progress(count, "export: calibrating", "image") as progress:
+            for index in range(count):
+                yield [a[index:index + 1] for a in arrays]
+                progress.update(1)
 
     return generate
 

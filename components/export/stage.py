@@ -8,14 +8,13 @@ trained on. Output: a ``TFLiteModel`` artifact (``model.tflite``, ``labels.txt``
 
 from __future__ import annotations
 
-import sys
-
 from edgeline.components.export.options import ExportOptions
+from edgeline.pipeline import console
 from edgeline.pipeline.stage import Stage, StageContext, StageResult
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    console.log(message)  # above a live bar, if there is one
 
 
 def _model_input(context: StageContext):

@@ -57,7 +57,10 @@ def pipeline_options(workers: int, runner: str, beam_args: Sequence[str] = ()) -
         raise UserError(f"unknown argument {unknown[0]!r}: neither an edgeline option nor a "
                         "Beam pipeline option (see Beam's PipelineOptions for each runner's)")
     flags = [*beam_args, "--runner", runner]
-    if not any(f.startswith("--default_sdk_harness_log_level") for f in flags):
+    from edgeline.pipeline import console
+
+    if not console.verbose() and not any(f.startswith("--default_sdk_harness_log_level")
+                                         for f in flags):
         # Quiet worker processes: a worker's failure reaches this process as the pipeline's
         # exception (with the worker's traceback in its text), which the CLI reports once;
         # logged by each worker as well, a full disk printed 17 tracebacks.
@@ -171,8 +174,9 @@ def _worker_stderr_aside(enabled: bool):
 
 
 class ShardProgress:
-    """A tqdm bar over finished shards, fed by the reports the writers leave behind (works
-    whatever process or runner wrote them)."""
+    """The console's progress over finished shards, with the images written so far in each
+    split, read from the reports the writers leave behind (a post-write count: it works
+    whatever process or runner wrote them). A bar in a terminal, plain lines otherwise."""
 
     def __init__(self, report_dir: str, total: int, enabled: bool):
         self.report_dir = report_dir
@@ -181,19 +185,34 @@ class ShardProgress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _count(self) -> int:
+    def _count(self) -> tuple[int, dict[str, int]]:
+        """(finished shards, images written per split), from ``{split}-{shard}.json``."""
+        import json
+
         try:
-            return sum(name.endswith(".json") for name in os.listdir(self.report_dir))
+            names = [n for n in os.listdir(self.report_dir) if n.endswith(".json")]
         except FileNotFoundError:
-            return 0
+            return 0, {}
+        written: dict[str, int] = {}
+        for name in sorted(names):
+            split = name.rsplit("-", 1)[0]
+            try:
+                with open(os.path.join(self.report_dir, name), encoding="utf-8") as f:
+                    count = int(json.load(f).get("written", 0))
+            except (OSError, ValueError):  # replaced or removed meanwhile: counted next time
+                continue
+            written[split] = written.get(split, 0) + count
+        return len(names), written
 
     def _watch(self) -> None:
-        from tqdm import tqdm
+        from edgeline.pipeline import console
 
-        with tqdm(total=self.total, desc="ingest shards", unit="shard") as bar:
+        with console.progress(self.total, "ingest", "shard") as progress:
             while not self._stop.wait(0.5):
-                bar.update(self._count() - bar.n)
-            bar.update(self.total - bar.n)
+                shards, written = self._count()
+                progress.set(shards, **{f"{split} images": n for split, n in written.items()})
+            shards, written = self._count()
+            progress.set(shards, **{f"{split} images": n for split, n in written.items()})
 
     def __enter__(self) -> ShardProgress:
         if self.enabled:
@@ -218,9 +237,14 @@ def run_pipeline(
     progress: bool = False,
 ) -> None:
     """Run the ingest pipeline to completion (shards and reports are on disk after)."""
+    from edgeline.pipeline import console
+
     options = pipeline_options(workers, runner, beam_args)
+    # -v: the workers' output and Beam's warnings as Beam prints them.
+    quiet = not console.verbose()
     worker_processes = runner in DIRECT_RUNNERS and workers > 1
-    with _worker_stderr_aside(worker_processes), _quiet_beam_loggers(), \
+    with _worker_stderr_aside(worker_processes and quiet), \
+            _quiet_beam_loggers() if quiet else contextlib.nullcontext(), \
             ShardProgress(report_dir, total_shards, progress):
         with beam.Pipeline(options=options) as pipeline:
             _ = (

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from edgeline.pipeline.standalone import add_publishing_flags
 
@@ -145,7 +144,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from edgeline.pipeline.standalone import run_one_step
 
     options = parse_dataclass(IngestOptions, _options_data(args), "ingest")
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = not args.no_progress  # a bar in a terminal, else plain lines
 
     def run(context):  # the stage's own run, with the command's progress bar
         return core.run(context.options, context.output_dir, cache_dir=context.cache_dir,

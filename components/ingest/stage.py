@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from edgeline.components.ingest.options import IngestOptions
 from edgeline.pipeline.stage import Stage, StageContext, StageResult
 
@@ -16,7 +14,7 @@ def run_stage(context: StageContext) -> StageResult:
         context.output_dir,
         cache_dir=context.cache_dir,
         seed=context.seed,
-        progress=sys.stderr.isatty(),
+        progress=True,  # a bar in a terminal, plain lines in a log (the console decides)
     )
 
 

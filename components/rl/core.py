@@ -48,6 +48,7 @@ from edgeline.common.determinism import determinism, op_determinism_enabled
 from edgeline.components.evaluate import GreedyEvaluator
 from edgeline.components.rl import agents, export
 from edgeline.components.rl.options import RlOptions
+from edgeline.pipeline import console
 from edgeline.pipeline.artifacts import content_digest
 from edgeline.pipeline.config import to_plain
 from edgeline.pipeline.errors import ConfigError
@@ -494,18 +495,23 @@ class TrainingRun:
         if self.iteration == 0:
             self.evaluate()  # the curve starts with the untrained policy
             self.save_checkpoint()
-        while not self.budget_spent():
-            if options.stop_at_target and self.target_reached():
-                break
-            self.trainer.iteration()
-            self.iteration += 1
-            if self.iteration % options.log_interval == 0:
-                self.log_training()
-            evaluated = self.iteration % options.eval_interval == 0
-            if evaluated:
-                self.evaluate()
-            if evaluated or self.iteration % options.checkpoint_interval == 0:
-                self.save_checkpoint()
+        # A bar over the step budget in a terminal; a log has the periodic lines below.
+        with console.progress(options.max_env_steps, "rl", "env step", lines=False,
+                              initial=self.counters.env_steps) as bar:
+            while not self.budget_spent():
+                if options.stop_at_target and self.target_reached():
+                    break
+                self.trainer.iteration()
+                self.iteration += 1
+                if self.iteration % options.log_interval == 0:
+                    self.log_training()
+                evaluated = self.iteration % options.eval_interval == 0
+                if evaluated:
+                    self.evaluate()
+                if evaluated or self.iteration % options.checkpoint_interval == 0:
+                    self.save_checkpoint()
+                latest = self.history["evaluations"][-1]["mean_return"]
+                bar.set(self.counters.env_steps, **{"eval return": latest})
         if self.history["evaluations"][-1]["iteration"] != self.iteration:
             self.evaluate()  # the curve ends with the final policy
         self.save_checkpoint()

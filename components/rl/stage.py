@@ -5,14 +5,13 @@ Nothing heavy is imported here; the core (TensorFlow, tf-agents) loads when a st
 
 from __future__ import annotations
 
-import sys
-
 from edgeline.components.rl.options import RlOptions
+from edgeline.pipeline import console
 from edgeline.pipeline.stage import Stage, StageContext, StageResult
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    console.log(message)  # above a live bar, if there is one
 
 
 def run_stage(context: StageContext) -> StageResult:

@@ -181,3 +181,62 @@ class KeepBest(keras.callbacks.Callback):
         if self.writer:
             _atomic_json(self.state_path, self.state)
 
+
+
+class ConsoleProgress(keras.callbacks.Callback):
+    """The console's view of ``fit``: a bar over the phase's steps with the live loss and the
+    first metric (in a terminal), and one line per epoch with its figures (always), in place
+    of Keras' own progress output (``fit(verbose=0)``).
+
+    ``mode`` is the ``progress`` option: ``auto`` (a bar in a terminal), ``bar``, ``epoch``
+    (the epoch lines only) or ``off``.
+    """
+
+    def __init__(self, mode: str, *, phase: str, first_epoch: int, last_epoch: int,
+                 total_epochs: int, steps_per_epoch: int | None):
+        super().__init__()
+        self.mode = mode
+        self.phase = phase
+        self.first_epoch, self.last_epoch = first_epoch, last_epoch
+        self.total_epochs = total_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self._progress = None
+        self._epoch = first_epoch
+
+    def on_train_begin(self, logs=None):
+        from edgeline.pipeline import console
+
+        if self.mode in ("auto", "bar") and self.steps_per_epoch:
+            steps = (self.last_epoch - self.first_epoch) * self.steps_per_epoch
+            progress = console.progress(steps, self._description(), "step", lines=False,
+                                        bar=True if self.mode == "bar" else None)
+            self._progress = progress if progress.is_bar else None
+
+    def _description(self) -> str:
+        phase = "" if self.phase == "train" else f" ({self.phase})"
+        return f"train epoch {self._epoch + 1}/{self.total_epochs}{phase}"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self._progress is not None:
+            self._progress.describe(self._description())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._progress is not None:
+            # Two figures fit beside the bar: the loss and the first metric Keras reports.
+            shown = dict(list((logs or {}).items())[:2])
+            self._progress.update(1, **{k: float(v) for k, v in shown.items()})
+
+    def on_epoch_end(self, epoch, logs=None):
+        from edgeline.pipeline import console
+
+        if self.mode == "off":
+            return
+        figures = ", ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items()
+                            if k != "learning_rate")
+        console.log(f"train: epoch {epoch + 1}/{self.total_epochs}: {figures}")
+
+    def on_train_end(self, logs=None):
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None

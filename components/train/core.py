@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,12 @@ from edgeline.components.train.options import TrainOptions
 from edgeline.components.train.task import Log, make_task
 from edgeline.components.train.transfer import load_source_weights, transfer_weights
 from edgeline.models import io as model_io
+from edgeline.pipeline import console
 from edgeline.pipeline.errors import UserError
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    console.log(message)  # above a live bar, if there is one
 
 
 @dataclasses.dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 from pathlib import Path
 
 import tensorflow as tf
@@ -21,6 +20,7 @@ import edgeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgeline.components.train import callbacks as train_callbacks
 from edgeline.components.train import optim
 from edgeline.components.train.callbacks import (
+    ConsoleProgress,
     HistoryLog,
     KeepBest,
     StopOnNaN,
@@ -70,14 +70,6 @@ def plan_phases(options: TrainOptions, has_initial_weights: bool) -> list[Phase]
         phases.append(Phase("fine_tune", frozen, options.epochs, False,
                             options.transfer.fine_tune_learning_rate_scale))
     return phases
-
-
-def _verbosity(progress: str) -> int:
-    if progress == "off":
-        return 0
-    if progress == "bar" or (progress == "auto" and sys.stdout.isatty()):
-        return 1
-    return 2
 
 
 @dataclasses.dataclass
@@ -177,6 +169,10 @@ def _fit_phase(*, model, task, phase: Phase, options: TrainOptions, strategy, st
     callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
     if options.tensorboard and is_chief:
         callbacks.append(TensorBoardScalars(work_dir / "tensorboard"))
+    if is_chief:  # one worker's progress, not one per worker of a multi-worker run
+        callbacks.append(ConsoleProgress(options.progress, phase=phase.name, first_epoch=start,
+                                         last_epoch=phase.end, total_epochs=options.epochs,
+                                         steps_per_epoch=steps_per_epoch))
     train_ds = task.train_dataset(start_epoch=start, end_epoch=phase.end,
                                   steps_per_epoch=steps_per_epoch, seed=seed)
     model.fit(
@@ -187,7 +183,7 @@ def _fit_phase(*, model, task, phase: Phase, options: TrainOptions, strategy, st
         validation_data=task.validation_dataset(),
         validation_steps=options.validation_steps,
         callbacks=callbacks,
-        verbose=_verbosity(options.progress),
+        verbose=0,  # ConsoleProgress prints instead
     )
     return start
 

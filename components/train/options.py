@@ -200,6 +200,8 @@ class TrainOptions:
     keep_best: bool = True
     box_map: bool = True  # detection: compute the COCO box mAP on the validation split at the end
     tensorboard: bool = True
+    # auto: a bar with the live loss in a terminal and a line per epoch; bar; epoch: the
+    # lines only (CI logs); off.
     progress: Literal["auto", "bar", "epoch", "off"] = "auto"
 
     def __post_init__(self):
