@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterable
 
 from edgeline.components.ingest import tfrecord
@@ -92,7 +93,7 @@ def write_shard(plan: IngestPlan, split: str, shard: int, refs: Iterable[FileRef
             report["boxes"] += ({"path": ref.display_path, **note} for note in box_notes)
     report["bytes"] = writer.bytes_written
     report["seconds"] = time.perf_counter() - started
-    tmp = report_path(plan.report_dir, split, shard) + ".tmp"
+    tmp = f"{report_path(plan.report_dir, split, shard)}.tmp-{uuid.uuid4().hex}"  # per attempt
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(report, f)
     os.replace(tmp, report_path(plan.report_dir, split, shard))

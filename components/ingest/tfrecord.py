@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import uuid
 from collections.abc import Mapping, Sequence
 
 import google_crc32c
@@ -124,7 +125,9 @@ class TFRecordWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         directory, name = os.path.split(self.path)
-        self._tmp_path = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+        # Unique per attempt, not per process: a runner may run a retried bundle on another
+        # machine (the same pid there) while the first attempt is still writing.
+        self._tmp_path = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
         self._file = open(self._tmp_path, "wb")
         self.bytes_written = 0
 
