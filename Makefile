@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt constraints-mobile.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24" setuptools wheel
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,dask]"
 	@test -x $(MOBILE)/bin/python || $(PY) -m venv $(MOBILE)
 	$(MOBILE)/bin/python -m pip install --quiet -c constraints-mobile.txt tflite-support mediapipe
 	@touch $(STAMP)

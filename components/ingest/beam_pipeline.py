@@ -12,7 +12,15 @@ and sent to the runner and back over gRPC); shuffling keys only was several time
 Locally the DirectRunner runs it with ``--workers N`` processes (multi-processing mode);
 any other Beam option (``--runner DataflowRunner --project ...``) is passed through. The
 workers read sources and write shards through the local file system, so a remote runner
-needs SOURCE and the output on a file system every worker mounts.
+needs SOURCE and the output on a file system every worker mounts, and edgeline installed
+where its workers run (README, "Scaling out").
+
+On Beam's DaskRunner (``--runner DaskRunner --dask_client_address tcp://HOST:PORT``) the
+graph becomes dask bags (apache_beam/runners/dask/transform_evaluator.py): ``Create`` is
+split into ``--dask_npartitions`` partitions and ``GroupByKey`` keeps that many, so the
+partitions bound how many workers list and write at once. Beam's default is 128 units a
+partition (one partition for all of ImageNet's 1001 units); here it defaults to one unit a
+partition, up to the number of shards.
 """
 
 from __future__ import annotations
@@ -33,6 +41,29 @@ from edgeline.pipeline.errors import UserError
 
 COUNTER_NAMESPACE = "edgeline.ingest"
 DIRECT_RUNNERS = ("DirectRunner", "direct", "SwitchingDirectRunner")
+# Runners that Beam's create_runner does not know by their short name: Beam 2.77's
+# StandardOptions.ALL_KNOWN_RUNNERS lists no DaskRunner, so ``--runner DaskRunner`` alone is
+# "Unexpected pipeline runner".
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+RUNNER_PATHS = {"daskrunner": DASK_RUNNER, "dask": DASK_RUNNER}
+EXTRAS = {DASK_RUNNER: "edgeline[dask]"}
+
+
+def resolve_runner(runner: str) -> str:
+    """``runner`` as Beam's ``--runner`` takes it, its module imported: importing it defines
+    the runner's own PipelineOptions (the DaskRunner's ``--dask_client_address``), which the
+    flag check below must see. A runner that is not installed is one line naming the extra."""
+    from apache_beam.runners.runner import create_runner
+
+    path = RUNNER_PATHS.get(runner.lower(), runner)
+    try:
+        create_runner(path)
+    except ImportError as err:
+        extra = EXTRAS.get(path, "apache-beam with the runner's extra")
+        raise UserError(f"runner {runner!r} is not installed ({err}); install {extra}") from None
+    except ValueError as err:
+        raise UserError(f"--runner {runner!r}: {err}") from None
+    return path
 
 
 def unknown_beam_flags(flags: Sequence[str]) -> list[str]:
@@ -52,11 +83,12 @@ def unknown_beam_flags(flags: Sequence[str]) -> list[str]:
 
 def pipeline_options(workers: int, runner: str, beam_args: Sequence[str] = ()) -> PipelineOptions:
     """PipelineOptions for ``runner``; a misspelt Beam flag is an error, not a warning."""
+    runner_path = resolve_runner(runner)
     unknown = unknown_beam_flags(beam_args)
     if unknown:
         raise UserError(f"unknown argument {unknown[0]!r}: neither an edgeline option nor a "
                         "Beam pipeline option (see Beam's PipelineOptions for each runner's)")
-    flags = [*beam_args, "--runner", runner]
+    flags = [*beam_args, "--runner", runner_path]
     from edgeline.pipeline import console
 
     if not console.verbose() and not any(f.startswith("--default_sdk_harness_log_level")
@@ -225,6 +257,27 @@ class ShardProgress:
             self._thread.join()
 
 
+def _dask_partitions(options: PipelineOptions, units: int, shards: int) -> None:
+    """Unless the flags say otherwise, one unit of work a dask partition, up to one a shard (see
+    the module docstring)."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    dask = options.view_as(DaskOptions)
+    if dask.npartitions is None and dask.partition_size is None:
+        dask.npartitions = max(1, min(units, shards))
+
+
+def _finish(result) -> None:
+    """Wait for the pipeline; then close the dask client that Beam's DaskRunner opened and
+    never closes (DaskRunnerResult keeps it), or each run leaves a connection behind."""
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
+
+
 def run_pipeline(
     units: Sequence,
     plan_path: str,
@@ -242,15 +295,18 @@ def run_pipeline(
     options = pipeline_options(workers, runner, beam_args)
     # -v: the workers' output and Beam's warnings as Beam prints them.
     quiet = not console.verbose()
+    if resolve_runner(runner) == DASK_RUNNER:
+        _dask_partitions(options, len(units), total_shards)
     worker_processes = runner in DIRECT_RUNNERS and workers > 1
     with _worker_stderr_aside(worker_processes and quiet), \
             _quiet_beam_loggers() if quiet else contextlib.nullcontext(), \
             ShardProgress(report_dir, total_shards, progress):
-        with beam.Pipeline(options=options) as pipeline:
-            _ = (
-                pipeline
-                | "Units" >> beam.Create(list(units))
-                | "ListFiles" >> beam.ParDo(ListFiles(plan_path))
-                | "GroupByShard" >> beam.GroupByKey()
-                | "WriteShards" >> beam.ParDo(WriteShards(plan_path))
-            )
+        pipeline = beam.Pipeline(options=options)
+        _ = (
+            pipeline
+            | "Units" >> beam.Create(list(units))
+            | "ListFiles" >> beam.ParDo(ListFiles(plan_path))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(WriteShards(plan_path))
+        )
+        _finish(pipeline.run())

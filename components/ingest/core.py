@@ -237,7 +237,9 @@ def run(
     from edgeline.components.ingest.tfds_metadata import write_tfds_metadata
 
     started = time.time()
-    output_dir = Path(output_dir)
+    # Absolute: the plan and the units carry these paths to workers whose working directory
+    # is not this process's (a dask worker, a Dataflow VM).
+    output_dir = Path(os.path.abspath(output_dir))
     source, val_labels = _resolve_source(options, cache_dir, seed)
     work_dir = output_dir / f".ingest-work-{uuid.uuid4().hex[:8]}"
     # Bad input stops in planning, before Beam is even imported.

@@ -51,8 +51,10 @@ class IngestOptions:
         images).
       val_shards: shards of the validation split (50k images on ImageNet).
       workers: worker processes of Beam's local DirectRunner (0: one per CPU core); the shards
-        are byte-identical whatever it is.
-      runner: the Beam runner.
+        are byte-identical whatever it is. Other runners size their own workers.
+      runner: the Beam runner: DirectRunner, DaskRunner (``edgeline[dask]``, with
+        ``--dask_client_address``), DataflowRunner, FlinkRunner, SparkRunner, ... (README,
+        "Scaling out").
       beam_options: any other Beam pipeline flags, passed through (e.g. ["--project", "p"]).
       reencode_quality: JPEG quality of re-encoded images (grayscale, CMYK, PNG, ...); other
         JPEGs pass through byte for byte.

@@ -44,14 +44,20 @@ class IngestPlan:
             pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+# Plans loaded in this process, newest last. A worker of a long-lived cluster (dask) serves run
+# after run, and the driver's forget_plan does not reach it, so only the latest few are kept.
 _LOADED: dict[str, IngestPlan] = {}
+_KEEP_PLANS = 2
 
 
 def load_plan(path: str) -> IngestPlan:
     """The plan at ``path``, read once per worker process."""
     if path not in _LOADED:
         with open(path, "rb") as f:
-            _LOADED[path] = pickle.load(f)
+            plan = pickle.load(f)
+        while len(_LOADED) >= _KEEP_PLANS:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[path] = plan
     return _LOADED[path]
 
 

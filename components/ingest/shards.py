@@ -16,12 +16,13 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterable
 
 from edgeline.components.ingest import tfrecord
 from edgeline.components.ingest.images import ImageRejected, prepare_image
 from edgeline.components.ingest.plan import IngestPlan
-from edgeline.components.ingest.sources import FileRef, InputRefused, read_bytes
+from edgeline.components.ingest.sources import ByteReader, FileRef, InputRefused
 from edgeline.pipeline import records
 
 
@@ -70,12 +71,12 @@ def write_shard(plan: IngestPlan, split: str, shard: int, refs: Iterable[FileRef
     path = os.path.join(plan.output_dir, records.shard_name(split, shard, count))
     report = {"split": split, "shard": shard, "written": 0, "fixed": [], "rejected": [],
               "boxes": []}
-    with tfrecord.TFRecordWriter(path) as writer:
+    with tfrecord.TFRecordWriter(path) as writer, ByteReader() as reader:
         for ref in sorted(refs, key=order_in_shard):
             reason = ref.reject
             if reason is None:
                 try:
-                    features, fix, box_notes = _features(plan, ref, read_bytes(ref))
+                    features, fix, box_notes = _features(plan, ref, reader.read(ref))
                 except (ImageRejected, InputRefused) as err:
                     reason = str(err)
                 except OSError as err:
@@ -85,14 +86,14 @@ def write_shard(plan: IngestPlan, split: str, shard: int, refs: Iterable[FileRef
                     {"path": ref.display_path, "key": ref.key, "reason": reason}
                 )
                 continue
-            writer.write(tfrecord.encode_example(features))
+            writer.write_parts(tfrecord.example_parts(features))
             report["written"] += 1
             if fix:
                 report["fixed"].append({"path": ref.display_path, "key": ref.key, "fix": fix})
             report["boxes"] += ({"path": ref.display_path, **note} for note in box_notes)
     report["bytes"] = writer.bytes_written
     report["seconds"] = time.perf_counter() - started
-    tmp = report_path(plan.report_dir, split, shard) + ".tmp"
+    tmp = f"{report_path(plan.report_dir, split, shard)}.tmp-{uuid.uuid4().hex}"  # per attempt
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(report, f)
     os.replace(tmp, report_path(plan.report_dir, split, shard))

@@ -76,24 +76,62 @@ def read_bytes(ref: FileRef) -> bytes:
     """The input's bytes. :class:`InputRefused` for what is not a regular file or is too large
     (checked on the open file, so a file swapped for a pipe after listing is caught too);
     OSError when the file is gone or a tar ends early."""
-    if ref.size > MAX_FILE_BYTES:
-        raise InputRefused(f"{ref.size} bytes, over the {MAX_FILE_BYTES} bytes read for one image")
-    # O_NONBLOCK: opening a named pipe must not wait for a writer (it has no effect on files).
-    descriptor = os.open(ref.file_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with open(descriptor, "rb") as f:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputRefused(f"not a regular file ({file_kind(info.st_mode)}), not read")
-        if ref.size < 0:
-            if info.st_size > MAX_FILE_BYTES:
-                raise InputRefused(f"{info.st_size} bytes, over the {MAX_FILE_BYTES} bytes read "
-                                   "for one image")
-            return f.read(info.st_size)  # a file that grows meanwhile is read to its old size
-        f.seek(ref.offset)
-        data = f.read(ref.size)
-    if len(data) != ref.size:
-        raise OSError(f"archive ends early ({len(data)} of {ref.size} bytes)")
-    return data
+    with ByteReader() as reader:
+        return reader.read(ref)
+
+
+class ByteReader:
+    """Reads inputs' bytes as :func:`read_bytes` does, with one system call for the bytes
+    (``pread`` into a new bytes object: no buffered reader in between, no seek) and the
+    archive of the previous ref kept open: a shard's members of ILSVRC2012_img_train.tar are
+    all in that one file, which is then opened and checked once, not once an image."""
+
+    def __init__(self):
+        self._path: str | None = None
+        self._descriptor: int | None = None
+
+    def _open(self, path: str) -> int:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer (no effect on files).
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(descriptor)
+            raise InputRefused(f"not a regular file ({file_kind(mode)}), not read")
+        return descriptor
+
+    def read(self, ref: FileRef) -> bytes:
+        if ref.size > MAX_FILE_BYTES:
+            raise InputRefused(f"{ref.size} bytes, over the {MAX_FILE_BYTES} bytes read for one "
+                               "image")
+        if ref.size < 0:  # a file of its own
+            descriptor = self._open(ref.file_path)
+            try:
+                size = os.fstat(descriptor).st_size
+                if size > MAX_FILE_BYTES:
+                    raise InputRefused(f"{size} bytes, over the {MAX_FILE_BYTES} bytes read "
+                                       "for one image")
+                return os.pread(descriptor, size, 0)  # a file that grows is read to its old size
+            finally:
+                os.close(descriptor)
+        if ref.file_path != self._path:
+            self.close()
+            self._descriptor = self._open(ref.file_path)
+            self._path = ref.file_path
+        data = os.pread(self._descriptor, ref.size, ref.offset)
+        if len(data) != ref.size:
+            raise OSError(f"archive ends early ({len(data)} of {ref.size} bytes)")
+        return data
+
+    def close(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+        self._path = self._descriptor = None
+
+    def __enter__(self) -> ByteReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class FileSlice(io.RawIOBase):
@@ -155,7 +193,10 @@ def iter_tar(file: io.BufferedReader, start: int = 0, size: int | None = None) -
     if size is None:
         file.seek(0, io.SEEK_END)
         size = file.tell() - start
-    view = io.BufferedReader(FileSlice(file, start, size), buffer_size=64 * 1024)
+    # tarfile reads a 512-byte header and seeks past the member's data: a buffer of 64 KiB
+    # read most of each ~110 KB image to list it (the image is read again to write it); 4 KiB
+    # listed ImageNet's members in 0.024 ms each instead of 0.032 (512 B: 0.029, more calls).
+    view = io.BufferedReader(FileSlice(file, start, size), buffer_size=4096)
     seen: set[str] = set()
     with tarfile.open(fileobj=view, mode="r:") as archive:
         for member in archive:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import uuid
 from collections.abc import Mapping, Sequence
 
 import google_crc32c
@@ -84,23 +85,57 @@ def _list_chunks(kind: str, values: Sequence) -> list[bytes]:
     return [_TAG_1, _varint(len(packed)), packed]
 
 
-def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
-    """Serialize ``{key: (kind, values)}`` as a ``tf.train.Example``, keys in sorted order.
+@functools.lru_cache(maxsize=4096)
+def _small_entry(key: str, kind: str, values: tuple) -> bytes:
+    """A whole map entry of small values (a label, a class name, the format, a height): the
+    same few hundred recur in every shard, so each is encoded once per process."""
+    return b"".join(_entry_chunks(key, kind, values))
 
-    Sizes are computed bottom-up so the bytes are joined once (an image is copied once)."""
-    chunks: list[bytes] = []
+
+def _entry_chunks(key: str, kind: str, values: Sequence) -> list[bytes]:
+    """One ``map<string, Feature>`` entry as chunks (an image's bytes are not copied here)."""
+    body = _list_chunks(kind, values)
+    list_size = sum(map(len, body))
+    list_header = _FEATURE_TAG[kind] + _varint(list_size)  # Feature.<kind>_list
+    feature_size = len(list_header) + list_size
+    key_field = _key_field(key)
+    value_header = _TAG_2 + _varint(feature_size)  # MapEntry.value
+    entry_size = len(key_field) + len(value_header) + feature_size
+    return [_TAG_1, _varint(entry_size), key_field, value_header, list_header, *body]
+
+
+# Values up to this many bytes are encoded through the entry cache; larger ones (the image) are
+# kept as chunks of their own, never copied into a joined buffer.
+_SMALL_VALUE_BYTES = 64
+
+
+def example_parts(features: Mapping[str, FeatureValue]) -> list[bytes]:
+    """The serialized ``tf.train.Example`` of ``{key: (kind, values)}`` (keys in sorted order)
+    as a few parts: the runs of small fields joined, each large bytes value on its own, so that
+    the writer checksums and writes the image's bytes where they are (no copy).
+
+    Sizes are computed bottom-up; ``b"".join(parts)`` is the serialized example."""
+    parts: list[bytes] = []
+    small: list[bytes] = []
     for key in sorted(features):
         kind, values = features[key]
-        body = _list_chunks(kind, values)
-        list_size = sum(map(len, body))
-        list_header = _FEATURE_TAG[kind] + _varint(list_size)  # Feature.<kind>_list
-        feature_size = len(list_header) + list_size
-        key_field = _key_field(key)
-        value_header = _TAG_2 + _varint(feature_size)  # MapEntry.value
-        entry_size = len(key_field) + len(value_header) + feature_size
-        chunks += (_TAG_1, _varint(entry_size), key_field, value_header, list_header, *body)
-    features_size = sum(map(len, chunks))
-    return b"".join((_TAG_1, _varint(features_size), *chunks))  # Example.features
+        if len(values) == 1 and (kind != "bytes" or len(values[0]) <= _SMALL_VALUE_BYTES):
+            small.append(_small_entry(key, kind, tuple(values)))
+            continue
+        for chunk in _entry_chunks(key, kind, values):
+            if len(chunk) > _SMALL_VALUE_BYTES:
+                parts += (b"".join(small), chunk)
+                small = []
+            else:
+                small.append(chunk)
+    parts.append(b"".join(small))
+    size = sum(map(len, parts))
+    return [_TAG_1 + _varint(size) + parts[0], *parts[1:]]  # Example.features
+
+
+def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
+    """Serialize ``{key: (kind, values)}`` as a ``tf.train.Example``, keys in sorted order."""
+    return b"".join(example_parts(features))
 
 
 def _masked_crc(data: bytes) -> int:
@@ -112,9 +147,19 @@ def _masked_crc(data: bytes) -> int:
 def frame_record(data: bytes) -> tuple[bytes, bytes, bytes]:
     """One TFRecord as (header, data, footer): length and its masked crc, the data, the
     data's masked crc (tensorflow/core/lib/io/record_writer.cc)."""
-    length = struct.pack("<Q", len(data))
-    header = length + struct.pack("<I", _masked_crc(length))
-    return header, data, struct.pack("<I", _masked_crc(data))
+    return _header(len(data)), data, struct.pack("<I", _masked_crc(data))
+
+
+def _header(size: int) -> bytes:
+    length = struct.pack("<Q", size)
+    return length + struct.pack("<I", _masked_crc(length))
+
+
+def _masked_crc_of_parts(parts: Sequence[bytes]) -> int:
+    crc = 0
+    for part in parts:
+        crc = google_crc32c.extend(crc, part)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 class TFRecordWriter:
@@ -124,7 +169,9 @@ class TFRecordWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         directory, name = os.path.split(self.path)
-        self._tmp_path = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+        # Unique per attempt, not per process: a runner may run a retried bundle on another
+        # machine (the same pid there) while the first attempt is still writing.
+        self._tmp_path = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
         self._file = open(self._tmp_path, "wb")
         self.bytes_written = 0
 
@@ -132,6 +179,16 @@ class TFRecordWriter:
         for part in frame_record(data):
             self._file.write(part)
         self.bytes_written += len(data) + 16
+
+    def write_parts(self, parts: Sequence[bytes]) -> None:
+        """One record whose data is ``b"".join(parts)``, framed and written without joining
+        them (:func:`example_parts`: the image's bytes go from the read buffer to the file)."""
+        size = sum(map(len, parts))
+        self._file.write(_header(size))
+        for part in parts:
+            self._file.write(part)
+        self._file.write(struct.pack("<I", _masked_crc_of_parts(parts)))
+        self.bytes_written += size + 16
 
     def close(self) -> None:
         self._file.close()

@@ -59,3 +59,30 @@ def test_written_records_read_back_with_tf_data(tmp_path):
     assert [r.numpy() for r in tf.data.TFRecordDataset(str(path))] == payloads
     assert path.stat().st_size == writer.bytes_written
     assert list(tmp_path.iterdir()) == [path]  # the temporary file was renamed away
+
+
+def test_examples_written_in_parts_equal_protobuf_records(tmp_path):
+    """The writer's path: an image large enough to stay a part of its own (never joined),
+    checksummed part by part; TensorFlow reads back the protobuf's own bytes."""
+    kwargs = _classification_kwargs() | {"encoded": b"\xff\xd8" + bytes(range(256)) * 400}
+    features = {
+        records.ENCODED: ("bytes", [kwargs["encoded"]]),
+        records.FORMAT: ("bytes", [b"jpeg"]),
+        records.HEIGHT: ("int64", [kwargs["height"]]),
+        records.WIDTH: ("int64", [kwargs["width"]]),
+        records.FILENAME: ("bytes", [kwargs["filename"].encode()]),
+        records.SOURCE_ID: ("bytes", [kwargs["source_id"].encode()]),
+        records.SHA256: ("bytes", [kwargs["sha256"].encode()]),
+        records.LABEL: ("int64", [kwargs["label"]]),
+        records.SYNSET: ("bytes", [kwargs["synset"].encode()]),
+        records.TEXT: ("bytes", [kwargs["text"].encode()]),
+    }
+    expected = records.classification_example(**kwargs).SerializeToString(deterministic=True)
+    parts = tfrecord.example_parts(features)
+    assert any(part is kwargs["encoded"] for part in parts)  # the image itself, not a copy
+    path = tmp_path / "x.tfrecord"
+    with tfrecord.TFRecordWriter(path) as writer:
+        writer.write_parts(parts)
+        writer.write_parts(parts)
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(path))] == [expected, expected]
+    assert path.stat().st_size == writer.bytes_written
