@@ -183,11 +183,11 @@ def detect(model: ImageModel, batch: np.ndarray, *, image_id: int | str, size: t
 
 
 def _progress(total: int, quiet: bool):
-    from tqdm import tqdm
+    from edgeline.pipeline import console
 
-    # disable=None: a bar on a terminal only, none in logs, pipes and tests.
-    return tqdm(total=total, desc="predict", unit="img", file=sys.stderr,
-                disable=True if quiet else None)
+    # The shared console's bar in a terminal; no plain progress lines elsewhere, since each
+    # image gets a line of its own (and -q asks for the summary only).
+    return console.progress(total, "predict", "img", bar=False if quiet else None, lines=False)
 
 
 def _classification_line(item: Given, row: dict[str, Any]) -> str:
@@ -228,7 +228,7 @@ def predict_images(model: ImageModel, given: Sequence[Given], *, options: Predic
     result = PredictionRun(given=len(given))
     taken: set[str] = set()
     with _progress(len(given), quiet) as bar:
-        write = echo or (lambda line: bar.write(line, file=sys.stdout))
+        write = echo or _stdout_above(bar)
         for item, image_id in zip(given, image_ids(given)):
             bar.update(1)
             try:
@@ -247,6 +247,15 @@ def predict_images(model: ImageModel, given: Sequence[Given], *, options: Predic
             if not quiet:
                 write(line)
     return result
+
+
+def _stdout_above(bar) -> Callable[[str], None]:
+    """A result line on stdout, above the live bar when there is one."""
+    if not bar.is_bar:
+        return lambda line: print(line, flush=True)
+    from tqdm import tqdm
+
+    return lambda line: tqdm.write(line, file=sys.stdout)
 
 
 def _make_output_dir(output_dir: Path) -> Path:
