@@ -48,12 +48,18 @@ DEPENDENCY_LOGGERS = ("tensorflow", "absl", "apache_beam", "tf_keras", "keras", 
                       "tf_agents", "google", "grpc", "urllib3")
 # Autograph's generated code is compiled from a temporary file, so its SyntaxWarnings carry
 # that file's module name ("__autograph_generated_file..."), not TensorFlow's.
-AUTOGRAPH_MODULE = r"__autograph_generated_file.*"
+# warnings.filterwarnings matches the module regex at the start of a compile-time warning's
+# module, which is the file's path ("/tmp/__autograph_generated_file...").
+AUTOGRAPH_MODULE = r".*__autograph_generated_file.*"
 # Native log lines: Abseil/glog ("I0000 00:00:1796234538.512011   22257 port.cc:153] ..."),
 # the line Abseil prints before its first one, and LiteRT's minimal logger ("INFO: ...").
 NATIVE_NOISE = re.compile(
     rb"^([IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [\w.\-/]+:\d+\]"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    # gym's import-time notice (gym/__init__.py prints it to stderr; Gymnasium is out, see
+    # pyproject.toml)
+    rb"|Gym has been unmaintained since 2022|Please upgrade to Gymnasium, the maintained"
+    rb"|See the migration guide at https://gymnasium\.farama\.org"
     rb"|INFO: (Created TensorFlow Lite|Initialized TensorFlow Lite|TfLite)"
     rb"|WARNING: Logging before InitGoogleLogging)"
 )
@@ -130,6 +136,21 @@ class NativeStderrFilter:
 _filter: NativeStderrFilter | None = None
 
 
+def _silence_gym_notice() -> None:
+    """gym prints a notice to stderr when it is first imported, from ``gym_notices`` (keyed by
+    gym's version; Gymnasium is out, see pyproject.toml). tf-agents imports gym wherever its
+    agents are imported, so the notice is emptied at its source; -v leaves it."""
+    try:
+        from gym_notices import notices
+    except ImportError:
+        return
+    notices.notices.clear()
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 def _quiet_python() -> contextlib.ExitStack:
     """Dependency loggers at ERROR and their warnings off, until the returned stack closes."""
     stack = contextlib.ExitStack()
@@ -140,10 +161,14 @@ def _quiet_python() -> contextlib.ExitStack:
     levels = {name: logging.getLogger(name).level for name in DEPENDENCY_LOGGERS}
     for name in DEPENDENCY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+        # A level alone does not hold: parsing absl's flags (tf-agents' policy saver does)
+        # sets the absl logger back to WARNING.
+        logging.getLogger(name).addFilter(_errors_only)
 
     def restore() -> None:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+            logging.getLogger(name).removeFilter(_errors_only)
 
     stack.callback(restore)
     return stack
@@ -171,6 +196,7 @@ def quiet(verbose_requested: bool = False) -> Iterator[None]:
     if "TF_CPP_MIN_LOG_LEVEL" in edgeline.QUIETED_ENV:  # edgeline's default, not the user's
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    _silence_gym_notice()
     nested = _filter is not None
     with _quiet_python():
         if not nested:
