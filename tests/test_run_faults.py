@@ -92,7 +92,7 @@ WALL_CLOCK_METRICS = {
 }
 RUN_TIMEOUT_SECONDS = 300
 STEP_STATUS = re.compile(r"^\[\d+/\d+\] (\S+) \((\w+)\): (cached|running|done)")
-LISTED_ARTIFACT = re.compile(r"^  (\S+)\s+(\w+)\s+(/\S+)$")
+RUN_DETAILS = re.compile(r"^details: edgeline runs show (\S+) --runs-dir (\S+)$", re.MULTILINE)
 
 
 # -- running the CLI ---------------------------------------------------------------------------
@@ -130,13 +130,15 @@ def step_statuses(stderr: str) -> dict[str, list[str]]:
 
 
 def listed_artifacts(stdout: str) -> dict[str, Artifact]:
-    """The artifacts a finished run lists on stdout (step, type, directory), loaded."""
-    artifacts = {}
-    for line in stdout.splitlines():
-        match = LISTED_ARTIFACT.match(line)
-        if match:
-            artifacts[match.group(1)] = Artifact.load(match.group(3))
-    return artifacts
+    """The artifacts of the run a finished ``edgeline run`` names in its closing line
+    (``details: edgeline runs show RUN --runs-dir DIR``), as ``runs show --json`` lists them."""
+    match = RUN_DETAILS.search(stdout)
+    assert match, stdout
+    shown = subprocess.run([sys.executable, "-m", "edgeline", "runs", "show", match.group(1),
+                            "--runs-dir", match.group(2), "--json"],
+                           capture_output=True, text=True, check=False)
+    assert shown.returncode == 0, shown.stderr
+    return {a["step"]: Artifact.load(a["path"]) for a in json.loads(shown.stdout)["artifacts"]}
 
 
 def assert_completed(result: subprocess.CompletedProcess) -> dict[str, Artifact]:

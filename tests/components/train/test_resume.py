@@ -74,7 +74,8 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming phase train at epoch {finished_epochs + 1}" in rerun.stderr
     # Only the unfinished epochs ran again.
-    assert rerun.stdout.count("Epoch ") == 5 - finished_epochs, rerun.stdout
+    epoch_lines = [line for line in rerun.stderr.splitlines() if line.startswith("train: epoch ")]
+    assert len(epoch_lines) == 5 - finished_epochs, rerun.stderr[-3000:]
     assert not _backups(cache)  # the resumable state is gone once the model is published
 
     # In a runs directory of its own: beside the resumed one, it would be its cache hit.
