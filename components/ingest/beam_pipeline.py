@@ -147,13 +147,14 @@ class WriteShards(beam.DoFn):
 
 @contextlib.contextmanager
 def _quiet_beam_loggers():
-    """The local job service relays every worker's start-up warnings (unparsed internal
-    flags, no semi-persistent directory) as WARNINGs, which say nothing about the run, and on
-    Ctrl-C each worker's KeyboardInterrupt traceback as CRITICAL: all of it is off. Nothing is
-    lost: a worker's failure reaches this process as the pipeline's exception, which the CLI
-    reports as one line (and -v shows the relays)."""
-    silent = {"apache_beam.runners.portability.local_job_service": logging.CRITICAL + 1,
-              "apache_beam.options.pipeline_options": logging.ERROR}
+    """Beam's own logging, off for the pipeline's run. The local job service relays every
+    worker's start-up warnings (unparsed internal flags, no semi-persistent directory), which
+    say nothing about the run; on Ctrl-C it relays each worker's KeyboardInterrupt traceback as
+    CRITICAL, and the data plane and worker handlers of this process log theirs as ERRORs
+    while they shut down. Nothing is lost: a worker's failure reaches this process as the
+    pipeline's exception, which the CLI reports as one line (and -v shows all of Beam's)."""
+    silent = dict.fromkeys(("apache_beam", "apache_beam.runners.portability.local_job_service",
+                            "apache_beam.options.pipeline_options"), logging.CRITICAL + 1)
     levels = {name: logging.getLogger(name).level for name in silent}
     for name, level in silent.items():
         logging.getLogger(name).setLevel(level)
