@@ -285,13 +285,15 @@ def _read_results_file(ground_truth_api, truth: GroundTruth, path: str | Path):
     if compact is None:  # the engine fell back to its dict reader: ours checks more
         return None
     rows = compact.array_rows()  # (N, 7): image_id, x, y, w, h, score, category_id
+    count = len(rows)
     known = np.fromiter(truth.category_names, np.int64, len(truth.category_names))
-    if not ids_all_known(rows[:, 6], known) or (rows[:, 3:5] < 0).any():
+    if (count and rows[:, 3:5].min() < 0) or not ids_all_known(rows[:, 6], known):
         return None
     zeros = np.flatnonzero(rows[:, 5] == 0)
-    if zeros.size and not _zero_scores_written(path, zeros, len(rows)):
+    del rows  # 28 MB for half a million detections, not needed past here
+    if zeros.size and not _zero_scores_written(path, zeros, count):
         return None
-    return results, len(rows)
+    return results, count
 
 
 def _zero_scores_written(path: str | Path, zeros: np.ndarray, count: int) -> bool:
