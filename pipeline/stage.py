@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeline.pipeline.artifacts import Artifact
+from edgeline.pipeline.lazy import lazy_public_names  # noqa: F401  (stages' __init__)
 
 if TYPE_CHECKING:
     from edgeline.pipeline.report import Block, ExportedFile, StepArtifact
@@ -122,21 +123,3 @@ class StageRegistry:
     def views(self) -> dict[str, ArtifactView]:
         """The registered artifact views by type."""
         return dict(self._views)
-
-
-def lazy_public_names(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
-    """A stage package's module ``__getattr__`` (PEP 562) for its public names.
-
-    ``names`` maps each public name to the stage module that defines it. The module is imported
-    on first use, so ``import edgeline.components.train`` (which reading a config does) costs no
-    TensorFlow import, while other stages still reach the stage through its ``__init__`` only.
-    """
-    import importlib
-
-    def __getattr__(name: str) -> Any:
-        if name not in names:
-            raise AttributeError(f"module {package!r} has no public name {name!r}; it has "
-                                 f"{', '.join(sorted(names))}")
-        return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
-
-    return __getattr__

@@ -9,10 +9,13 @@ scores with it, rl evaluates its policy with it during training):
     EvaluateOptions
 """
 
-from edgeline.components.evaluate.options import EvaluateOptions
-from edgeline.pipeline.stage import lazy_public_names
+# Every name lazily, EvaluateOptions too, and the helper from the stdlib-only module: this
+# __init__ runs for `edgeline coco-eval` (coco_cli is a module of this package), whose start-up
+# users time against pycocotools and which needs none of them.
+from edgeline.pipeline.lazy import lazy_public_names
 
 __getattr__ = lazy_public_names(__name__, {
-    "run": "core", "top_k_correct": "classification", "GreedyEvaluator": "returns",
+    "EvaluateOptions": "options", "run": "core", "top_k_correct": "classification",
+    "GreedyEvaluator": "returns",
 })
 __all__ = ["EvaluateOptions", "GreedyEvaluator", "run", "top_k_correct"]

@@ -420,3 +420,130 @@ def test_checks_on_the_reader_columns_send_bad_files_to_the_naming_path(tmp_path
     from edgeline.common.coco import evaluate_files
     assert (evaluate_files(_write(tmp_path, "gt.json", ground_truth), path).summary
             == evaluate_detections(ground_truth, detections).summary)
+
+
+# --------------------------------------------------------------------------------------------
+# A ground-truth file read by the engine's column reader (evaluate_files, bbox)
+
+
+def _mutated(ground_truth: dict, change) -> dict:
+    changed = copy.deepcopy(ground_truth)
+    for position, annotation in enumerate(changed["annotations"]):
+        if position % 3 == 0:  # a third of them, so that the changed and the plain mix
+            change(annotation, position)
+    return changed
+
+
+# What the column reader takes and edgeline tolerates, each scored by the engine from its
+# columns: the numbers must be those of the checked, renumbered records (the dict path).
+TOLERATED_GROUND_TRUTH = {
+    "no-area": lambda a, i: a.pop("area"),
+    "null-area": lambda a, i: a.update(area=None),
+    "area-not-the-box": lambda a, i: a.update(area=a["bbox"][2] * a["bbox"][3] / 7),
+    "no-iscrowd": lambda a, i: a.pop("iscrowd"),
+    "iscrowd-1": lambda a, i: a.update(iscrowd=1),
+    "iscrowd-2": lambda a, i: a.update(iscrowd=2),
+    "iscrowd-true": lambda a, i: a.update(iscrowd=True),
+    "iscrowd-null": lambda a, i: a.update(iscrowd=None),
+    "ignore-without-crowd": lambda a, i: a.update(ignore=1),
+    "crowd-not-ignored": lambda a, i: a.update(iscrowd=1, ignore=0),
+    "id-zero-and-negative": lambda a, i: a.update(id=-i),
+    "integer-boxes": lambda a, i: a.update(bbox=[int(v) for v in a["bbox"]]),
+}
+
+
+@pytest.mark.parametrize("change", TOLERATED_GROUND_TRUTH.values(),
+                         ids=TOLERATED_GROUND_TRUTH.keys())
+def test_ground_truth_in_columns_scores_as_the_checked_records(tmp_path, shared_data, change):
+    from edgeline.common.coco import _read_ground_truth_file, evaluate_files
+
+    folder = shared_data / "voc100"
+    ground_truth = _mutated(json.loads((folder / "instances.json").read_text()), change)
+    detections = json.loads((folder / "detections.json").read_text())
+    gt_path = _write(tmp_path, "gt.json", ground_truth)
+    truth, _ = _read_ground_truth_file(gt_path, "bbox")
+    assert truth.annotations is None  # the engine holds them: the column path was taken
+
+    from_files = evaluate_files(gt_path, _write(tmp_path, "dt.json", detections))
+    from_dicts = evaluate_detections(ground_truth, detections)
+
+    assert from_files.summary == from_dicts.summary
+    assert from_files.num_ground_truth == from_dicts.num_ground_truth
+    for name in ("precision", "recall", "scores"):
+        np.testing.assert_array_equal(getattr(from_files, name), getattr(from_dicts, name))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda gt: gt["annotations"][2]["bbox"].__setitem__(3, -1),
+         "ground truth annotation id=3 bbox has a negative width or height"),
+        (lambda gt: gt["annotations"][0].update(category_id=42),
+         "has category_id=42, which is not in the ground truth's categories"),
+        (lambda gt: gt["annotations"][0].update(image_id=42),
+         "has image_id=42, which is not in the ground truth's images"),
+        (lambda gt: gt["images"].append(dict(gt["images"][0])),
+         "ground truth image id 1 appears more than once"),
+        (lambda gt: gt["categories"][0].pop("id"), "ground truth category #0 has no 'id'"),
+        (lambda gt: gt["annotations"][5].update(id=gt["annotations"][1]["id"]),
+         "ground truth annotation id=2 appears more than once"),
+    ],
+    ids=["negative-height", "unknown-category", "unknown-image", "repeated-image",
+         "category-without-id", "repeated-annotation-id"],
+)
+def test_bad_ground_truth_files_exit_2_with_one_line(tmp_path, capsys, small_set, change,
+                                                     message):
+    """What the column checks (or the reader) refuse goes to the record-by-record checks,
+    which name it as they do for a dict."""
+    ground_truth, detections = small_set
+    broken = copy.deepcopy(ground_truth)
+    change(broken)
+    code, out, err = _run_cli(capsys, _write(tmp_path, "gt.json", broken),
+                              _write(tmp_path, "dt.json", detections))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+def test_ground_truth_files_the_columns_cannot_hold_are_scored_by_records(tmp_path,
+                                                                          small_set):
+    """Float ids (3.0) in the images or the annotations: tolerated, scored from records."""
+    from edgeline.common.coco import _read_ground_truth_file, evaluate_files
+
+    ground_truth, detections = small_set
+    floats = copy.deepcopy(ground_truth)
+    floats["images"][0]["id"] = float(floats["images"][0]["id"])
+    floats["annotations"][0]["image_id"] = float(floats["annotations"][0]["image_id"])
+    gt_path = _write(tmp_path, "gt.json", floats)
+    truth, _ = _read_ground_truth_file(gt_path, "bbox")
+    assert truth.annotations is not None
+    assert (evaluate_files(gt_path, _write(tmp_path, "dt.json", detections)).summary
+            == evaluate_detections(ground_truth, detections).summary)
+
+
+def test_zero_scores_in_files_with_nested_objects_or_braces_in_strings(tmp_path, capsys,
+                                                                       small_set):
+    """A zero score is confirmed by parsing that detection alone, found by its opening brace;
+    more braces than detections (a nested object, a brace in a string) leave it to the exact
+    path, which scores the file the same or names the detection without a score."""
+    from edgeline.common.coco import _read_ground_truth_file, _read_results_file
+
+    ground_truth, detections = small_set
+    zeros = [dict(d, score=0) if i % 2 else d for i, d in enumerate(detections)]
+    expected = evaluate_detections(ground_truth, zeros).summary
+    gt_path = _write(tmp_path, "gt.json", ground_truth)
+    truth, api = _read_ground_truth_file(gt_path, "bbox")
+    nested = [dict(d, extra={"model": "x"}) for d in zeros]
+    braces = [dict(d, note="{") for d in zeros]
+    for name, content in (("nested.json", nested), ("braces.json", braces)):
+        path = _write(tmp_path, name, content)
+        assert _read_results_file(api, truth, path) is None
+        code, out, err = _run_cli(capsys, gt_path, path, "--json")
+        assert code == 0, err
+        assert json.loads(out)["summary"] == expected
+
+    # a "score" inside a nested object is not the detection's score
+    hidden = copy.deepcopy(zeros)
+    del hidden[3]["score"]
+    hidden[3]["extra"] = {"score": 0.5}
+    code, out, err = _run_cli(capsys, gt_path, _write(tmp_path, "hidden.json", hidden))
+    assert code == 2 and "detection #3 (image_id=2) has no 'score'" in err
