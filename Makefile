@@ -18,10 +18,10 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt constraints-mobile.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip>=24" setuptools wheel
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,dask]"
+	$(PY) -m pip install -qq --upgrade "pip>=24" setuptools wheel
+	$(PY) -m pip install -qq -c constraints.txt -e ".[dev,dask]"
 	@test -x $(MOBILE)/bin/python || $(PY) -m venv $(MOBILE)
-	$(MOBILE)/bin/python -m pip install --quiet -c constraints-mobile.txt tflite-support mediapipe
+	$(MOBILE)/bin/python -m pip install -qq -c constraints-mobile.txt tflite-support mediapipe
 	@touch $(STAMP)
 
 demo: setup
