@@ -13,9 +13,11 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+# -v's variable: set, every process of the command shows everything (Beam workers, tools).
+VERBOSE_ENV = "EDGELINE_VERBOSE"
 # The variables set here by default (not by the user), which -v removes again.
 QUIETED_ENV: tuple[str, ...] = ()
-if os.environ.get("EDGELINE_VERBOSE", "").strip().lower() not in ("1", "true", "yes", "on"):
+if os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("1", "true", "yes", "on"):
     QUIETED_ENV = tuple(name for name in ("TF_CPP_MIN_LOG_LEVEL",) if name not in os.environ)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

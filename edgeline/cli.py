@@ -14,6 +14,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import time
 
@@ -226,8 +227,6 @@ def _raise_terminated(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    from edgeline.pipeline import console
-
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
@@ -235,7 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     if threading_is_main():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        if args.command in STANDALONE_COMMANDS:
+            # Nothing it imports prints (numpy and the command's own engine): no dependency
+            # to quiet, so no stderr filter thread, and the console is imported only to
+            # report a failure. -v still shows a failure's whole traceback.
+            if getattr(args, "verbose", False):
+                os.environ[edgeline.VERBOSE_ENV] = "1"
+            return _run_command(args)
         # Quiet from here: the command imports TensorFlow, Beam and the rest lazily, inside.
+        from edgeline.pipeline import console
+
         with console.quiet(getattr(args, "verbose", False)):
             return _run_command(args)
     finally:
@@ -248,7 +256,6 @@ def _run_command(args: argparse.Namespace) -> int:
     (a stage's, or edgeline's own), 130/143 for Ctrl-C and SIGTERM."""
     import signal
 
-    from edgeline.pipeline import console
     from edgeline.pipeline.errors import StageFailed, UserError
 
     try:
@@ -266,6 +273,8 @@ def _run_command(args: argparse.Namespace) -> int:
         print("edgeline: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 (a bug or a dependency's failure: one line)
+        from edgeline.pipeline import console
+
         if console.verbose():
             raise
         print(f"edgeline: error: {one_line(f'{type(err).__name__}: {err}')}", file=sys.stderr)

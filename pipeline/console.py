@@ -31,7 +31,9 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-VERBOSE_ENV = "EDGELINE_VERBOSE"
+import edgeline
+
+VERBOSE_ENV = edgeline.VERBOSE_ENV
 VERBOSE_HINT = "run with -v for the details"
 
 # Modules whose warnings are dependency noise (a warning's ``module`` is where it was raised).
@@ -185,14 +187,10 @@ def quiet(verbose_requested: bool = False) -> Iterator[None]:
     if verbose_requested:
         os.environ[VERBOSE_ENV] = "1"  # child processes (Beam workers, tools) see it too
     if verbose():
-        import edgeline
-
         for name in edgeline.QUIETED_ENV:  # the defaults edgeline set, not the user's
             os.environ.pop(name, None)
         yield
         return
-    import edgeline
-
     if "TF_CPP_MIN_LOG_LEVEL" in edgeline.QUIETED_ENV:  # edgeline's default, not the user's
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
