@@ -89,8 +89,8 @@ def _cmd_coco_eval(args: argparse.Namespace) -> int:
 def _one_blas_thread() -> None:
     """No BLAS thread pool for this command, unless the user sized one: COCO scoring does no
     linear algebra, yet importing numpy starts OpenBLAS's pool, a thread a core, whose buffers
-    cost about 0.1 s of CPU (system time) on 2 cores before anything is read, as much as a
-    fifth of scoring 500,000 detections. Set only before numpy is first imported (a process
+    cost about 0.1 s of CPU (system time) on 2 cores before anything is read, near a tenth of
+    the command's CPU for 500,000 detections. Set only before numpy is first imported (a process
     that already has it, a test calling ``main``, keeps its pool)."""
     import os
 

@@ -4,8 +4,8 @@
                   | GroupByKey
                   | WriteShards (each writer reads, checks and writes its own files)
 
-Only the refs (a few hundred bytes each, a batch a unit and shard) cross the GroupByKey; the image bytes are read
-inside the shard writer. While planning, a version that carried the image bytes through the
+Only the refs (a few hundred bytes each, batched per unit and shard) cross the GroupByKey;
+the image bytes are read inside the shard writer. While planning, a version that carried the image bytes through the
 shuffle managed ~400 images/s on the multi-processing DirectRunner (every byte is pickled
 and sent to the runner and back over gRPC); shuffling keys only was several times faster.
 
@@ -111,9 +111,10 @@ class ListFiles(beam.DoFn):
     """A unit of work -> ((split, shard), refs): its inputs, a batch per shard they go to.
 
     A batch, not an element per file: Beam's cost is per element (encoding it, a bundle's
-    bookkeeping, a gRPC hop between worker processes), and with an element per image it was a
-    third of ingest's CPU per image on the multi-processing DirectRunner. The writer sorts a
-    shard's refs itself, so how they are batched does not change a byte.
+    bookkeeping, a gRPC hop between worker processes). With an element per image, 2 workers
+    of the multi-processing DirectRunner gave 1.30x one; batched, 2.49x (benchmarks/
+    bench_ingest.py). The writer sorts a shard's refs itself, so how they are batched does
+    not change a byte.
     """
 
     def __init__(self, plan_path: str):
