@@ -15,13 +15,18 @@ rate (~2%, 22k of 1.28M) rather than the sample's 19%, so the mix is ImageNet's.
   TFRecord (length and data CRC32C), write. Ingest's CPU time per image is compared with it;
 * edgeline ingest on Beam's DaskRunner against a dask.distributed LocalCluster of 1 and of 2
   single-threaded worker processes on 127.0.0.1 (wall time; CPU time summed over the
-  cluster's processes with psutil, as they are not this process's finished children).
+  cluster's processes with psutil, as they are not this process's finished children). The
+  clusters exist only while these two run: idle, they use about a sixth of a core, which the
+  other methods' CPU figures would otherwise include.
 
 Where the time goes (profiled before the per-image work was cut, 3000 images, CPU ms per
 image, on a CPU with SHA extensions): listing the tar members 0.037 (tarfile reading 64 KiB
 a member), reading 0.040, the JPEG walk 0.062, SHA-256 0.065, Example encoding 0.030,
 TFRecord framing and write 0.078; Beam's per-element cost was too small to see (only refs
 cross it, a few hundred bytes each). After: listing 0.028, reading 0.021, encoding 0.012.
+Timed alone on 6,000 images (2026-12-03): reading 0.015, the walk 0.055 (the header 0.009),
+SHA-256 0.063, the Example 0.026, framing and write 0.048 through a 1 MiB buffer (0.058
+through the default 8 KiB), listing 0.026, the grayscale re-encodes about 0.03 spread over all.
 
 The decode guarantee (every image written decodes in TensorFlow: each passed-through JPEG is
 walked to its end-of-image marker, components/ingest/jpeg.py) is measured two ways: in the
@@ -60,7 +65,7 @@ N_IMAGES = 3000
 GRAY_EVERY = 50  # one grayscale image in 50 (~2%, ImageNet's rate)
 SHARDS = 16
 VAL_IMAGES = 20
-REPEATS = 3
+REPEATS = 5
 
 
 def _sample_images() -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -269,24 +274,29 @@ def run(workdir: Path) -> list[dict]:
     shutil.rmtree(workdir, ignore_errors=True)
     sizes = (N_IMAGES, 2 * N_IMAGES)
     datasets = {n: make_dataset(workdir / f"data_{n}", n) for n in sizes}
+    methods = {
+        "edgeline_1_worker": lambda d, o: time_edgeline(d, o, workers=1),
+        "edgeline_2_workers": lambda d, o: time_edgeline(d, o, workers=2),
+        "edgeline_1_worker_bytes_only": time_edgeline_bytes_only,
+        "bracket_loop": time_bracket_loop,
+        "reencoding_loop": time_reencoding_loop,
+        "tfds_imagenet2012": time_tfds_builder,
+    }
+    time_edgeline(datasets[sizes[0]], workdir / "warm_up", workers=1)  # first-call imports
+    wall_slopes, cpu_slopes = _measure(methods, datasets, sizes, workdir)
+    # The dask clusters only for their own runs: idle, their schedulers, nannies and workers
+    # use about a sixth of a core (heartbeats, system monitors), which the CPU figures above
+    # would otherwise charge to every method in proportion to its wall time.
     with dask_clusters() as clusters:
-        methods = {
-            "edgeline_1_worker": lambda d, o: time_edgeline(d, o, workers=1),
-            "edgeline_2_workers": lambda d, o: time_edgeline(d, o, workers=2),
-            "edgeline_1_worker_bytes_only": time_edgeline_bytes_only,
-            "bracket_loop": time_bracket_loop,
-            "reencoding_loop": time_reencoding_loop,
-            "tfds_imagenet2012": time_tfds_builder,
-            **{f"dask_{n}": functools.partial(time_edgeline_dask,
-                                              address=cluster.scheduler_address)
-               for n, cluster in clusters.items()},
-        }
-        time_edgeline(datasets[sizes[0]], workdir / "warm_up", workers=1)  # first-call imports
         for n, cluster in clusters.items():  # the workers' imports
             time_edgeline_dask(datasets[sizes[0]], workdir / f"warm_up_dask_{n}",
                                cluster.scheduler_address)
-        wall_slopes, cpu_slopes = _measure(methods, datasets, sizes, workdir)
-    return _rows(wall_slopes, cpu_slopes, datasets, sizes, workdir)
+        dask_methods = {f"dask_{n}": functools.partial(time_edgeline_dask,
+                                                       address=cluster.scheduler_address)
+                        for n, cluster in clusters.items()}
+        dask_wall, dask_cpu = _measure(dask_methods, datasets, sizes, workdir)
+    return _rows({**wall_slopes, **dask_wall}, {**cpu_slopes, **dask_cpu}, datasets, sizes,
+                 workdir)
 
 
 def _measure(methods: dict, datasets: dict, sizes: tuple, workdir: Path):
@@ -299,6 +309,10 @@ def _measure(methods: dict, datasets: dict, sizes: tuple, workdir: Path):
             wall, cpu = {}, {}
             for n in sizes:
                 output = workdir / f"out_{name}_{n}_{repeat}"
+                # The writeback of what the previous run wrote (and of the removal of it),
+                # done now, outside the timing, not during this run: without it one run's
+                # system time varied threefold with what ran before it.
+                os.sync()
                 cpu_before = _cpu_seconds()
                 wall[n] = method(datasets[n], output)
                 cpu[n] = _cpu_seconds() - cpu_before
