@@ -193,24 +193,76 @@ def iter_tar(file: io.BufferedReader, start: int = 0, size: int | None = None) -
     if size is None:
         file.seek(0, io.SEEK_END)
         size = file.tell() - start
+    members = _plain_tar_members(file.fileno(), start, size)
+    if members is None:
+        members = _tarfile_members(file, start, size)
+    seen: set[str] = set()
+    for name, offset, length, is_file in members:
+        reason = unsafe_member_reason(name)
+        normalized = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
+        if reason is None and not is_file:
+            reason = f"tar member {name!r} is not a regular file (link or device)"
+        if reason is None and normalized in seen:
+            reason = f"tar member {name!r} appears twice; the first copy was used"
+        seen.add(normalized)
+        yield TarEntry(normalized, start + offset, length, reason)
+
+
+def _tarfile_members(file: io.BufferedReader, start: int, size: int):
+    """(name, data offset in the tar, size, is a regular file) of each non-directory member,
+    as the standard library reads them: every tar format and extension."""
     # tarfile reads a 512-byte header and seeks past the member's data: a buffer of 64 KiB
     # read most of each ~110 KB image to list it (the image is read again to write it); 4 KiB
     # listed ImageNet's members in 0.024 ms each instead of 0.032 (512 B: 0.029, more calls).
     view = io.BufferedReader(FileSlice(file, start, size), buffer_size=4096)
-    seen: set[str] = set()
     with tarfile.open(fileobj=view, mode="r:") as archive:
         for member in archive:
-            if member.isdir():
-                continue
-            name = member.name
-            reason = unsafe_member_reason(name)
-            normalized = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
-            if reason is None and not member.isfile():
-                reason = f"tar member {name!r} is not a regular file (link or device)"
-            if reason is None and normalized in seen:
-                reason = f"tar member {name!r} appears twice; the first copy was used"
-            seen.add(normalized)
-            yield TarEntry(normalized, start + member.offset_data, member.size, reason)
+            if not member.isdir():
+                yield member.name, member.offset_data, member.size, member.isfile()
+
+
+_BLOCK = tarfile.BLOCKSIZE
+_ZERO_BLOCK = bytes(_BLOCK)
+_PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE)
+
+
+def _plain_tar_members(descriptor: int, start: int, size: int) -> list | None:
+    """:func:`_tarfile_members` of a tar made only of plain headers (regular files and
+    directories, names under 100 bytes, octal sizes, a valid checksum, the end-of-archive
+    block), read a header at a time; None for anything else, which tarfile then reads.
+
+    The members of ImageNet's tars are all plain, and tarfile's general reader (a TarInfo
+    per header, each field parsed, two checksums) took 0.025-0.028 ms per member, near a
+    tenth of ingest's CPU time per image; this takes 0.006 (the ingest benchmark's 6,000
+    members, page cache warm). Whatever it does not know, it leaves to tarfile from the
+    start, so the two never disagree.
+    """
+    members, offset = [], 0
+    while offset + _BLOCK <= size:
+        header = os.pread(descriptor, _BLOCK, start + offset)
+        if header == _ZERO_BLOCK:
+            return members if offset else None  # the end-of-archive marker
+        kind = header[156:157]
+        if len(header) != _BLOCK or kind not in _PLAIN_TYPES or header[345] or header[124] & 0x80:
+            return None  # a long-name, pax, link or special header, a ustar prefix, base-256
+        try:
+            length = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+            checksum = int(header[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            return None
+        if checksum != sum(header) - sum(header[148:156]) + 8 * 0x20:  # the field as spaces
+            return None
+        name = header[:100].split(b"\0", 1)[0].decode(tarfile.ENCODING, "surrogateescape")
+        is_directory = kind == tarfile.DIRTYPE
+        if name.endswith("/") != is_directory or (is_directory and length):
+            return None  # tarfile's rules for slashes and a directory's data are its own
+        data = offset + _BLOCK
+        offset = data + -(-length // _BLOCK) * _BLOCK
+        if offset > size:
+            return None  # the data runs past the end: tarfile says how
+        if not is_directory:
+            members.append((name, data, length, True))
+    return None
 
 
 def display_member(tar_path: str, *members: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import posixpath
 import tarfile
 
 from edgeline.components.ingest.sources import (
@@ -90,3 +91,81 @@ def test_listing_names_what_it_will_not_read(tmp_path):
                     "the source (not followed)",
     }
     assert "one file two examples" in listed["link.JPEG"]
+
+
+def _archive(format_: int, members: list[tuple[str, bytes | None, bytes]]) -> bytes:
+    """A tar of (name, data or None for a directory, type) members in ``format_``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=format_) as archive:
+        for name, data, kind in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "target.JPEG"
+            info.size = len(data) if data is not None else 0
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+_PLAIN = [("n01/a.JPEG", b"a" * 700, tarfile.REGTYPE), ("n01/", None, tarfile.DIRTYPE),
+          ("n01/b.JPEG", b"", tarfile.REGTYPE), ("c.JPEG", b"c" * 512, tarfile.REGTYPE),
+          ("n01/a.JPEG", b"again", tarfile.REGTYPE), ("\u00e9t\u00e9.JPEG", b"e", tarfile.REGTYPE)]
+
+
+def test_plain_tars_are_listed_as_tarfile_lists_them_and_the_rest_by_tarfile(tmp_path):
+    from edgeline.components.ingest.sources import _plain_tar_members, _tarfile_members
+
+    long_name = "n02/" + "x" * 120 + ".JPEG"  # a GNU long-name header, or a pax one
+    cases = {
+        "plain, GNU": (_archive(tarfile.GNU_FORMAT, _PLAIN), True),
+        "plain, ustar": (_archive(tarfile.USTAR_FORMAT, _PLAIN), True),
+        "long name, GNU": (_archive(tarfile.GNU_FORMAT, [*_PLAIN, (long_name, b"l",
+                                                                 tarfile.REGTYPE)]), False),
+        "long name, pax": (_archive(tarfile.PAX_FORMAT, [(long_name, b"l", tarfile.REGTYPE)]),
+                           False),
+        "ustar prefix": (_archive(tarfile.USTAR_FORMAT, [("d" * 90 + "/" + "y" * 60, b"p",
+                                                          tarfile.REGTYPE)]), False),
+        "a link": (_archive(tarfile.GNU_FORMAT, [("l.JPEG", None, tarfile.SYMTYPE)]), False),
+        "empty": (_archive(tarfile.GNU_FORMAT, []), False),
+    }
+    corrupt = bytearray(cases["plain, GNU"][0])
+    corrupt[512 + 1024 + 100] ^= 1  # the second header's mode: its checksum fails
+    cases["a bad checksum"] = bytes(corrupt), False
+    cases["cut inside a member"] = cases["plain, GNU"][0][:600], False
+    for case, (data, plain) in cases.items():
+        path = tmp_path / "x.tar"
+        path.write_bytes(data)
+        with open(path, "rb") as f:
+            listed = _plain_tar_members(f.fileno(), 0, len(data))
+            assert (listed is not None) == plain, case
+            try:
+                expected = list(_tarfile_members(f, 0, len(data)))
+            except tarfile.ReadError as err:
+                expected = err
+            if plain:
+                assert listed == expected, case
+            try:
+                entries = list(iter_tar(f))
+            except tarfile.ReadError as err:
+                assert isinstance(expected, tarfile.ReadError), case
+                assert str(err) == str(expected), case
+                continue
+            assert [(e.name, e.offset, e.size) for e in entries] == [
+                (posixpath.normpath(n).lstrip("/"), o, s) for n, o, s, _ in expected], case
+
+
+def test_the_members_of_a_plain_tar_inside_a_tar_are_found_without_tarfile(tmp_path):
+    from edgeline.components.ingest.sources import _plain_tar_members
+
+    inner = _archive(tarfile.GNU_FORMAT, _PLAIN)
+    outer = _archive(tarfile.GNU_FORMAT, [("readme.txt", b"x" * 700, tarfile.REGTYPE),
+                                          ("n01.tar", inner, tarfile.REGTYPE)])
+    path = tmp_path / "outer.tar"
+    path.write_bytes(outer)
+    with open(path, "rb") as f:
+        (_, _, _, _), (_, start, size, _) = _plain_tar_members(f.fileno(), 0, len(outer))
+        members = _plain_tar_members(f.fileno(), start, size)
+        assert [(name, size) for name, _, size, _ in members] == [
+            (name, len(data)) for name, data, _ in _PLAIN if data is not None]
+        assert [e.reject for e in iter_tar(f, start, size)][3] == (
+            "tar member 'n01/a.JPEG' appears twice; the first copy was used")
