@@ -61,12 +61,33 @@ def write_results(rows: list[dict], path: Path, seconds: float,
     path.write_text("\n".join(lines) + "\n")
 
 
+def read_results(path: Path) -> dict:
+    """The parts, rows and times of a RESULTS.md, as results.json holds them: a fresh clone
+    has no results.json (benchmarks/_work is not committed), and rerunning one part there
+    must keep the other parts' rows rather than write a RESULTS.md of that part alone."""
+    previous: dict = {}
+    if not path.exists():
+        return previous
+    prefix = "Each part, when it finished and how long it took: "
+    for line in path.read_text().splitlines():
+        if line.startswith(prefix):
+            for entry in line[len(prefix):].rstrip(".").split("; "):
+                part, day, clock, _, minutes, _ = entry.replace("(", "").split()
+                previous.setdefault(MEASURED, {})[part] = {
+                    "finished": f"{day} {clock}", "minutes": float(minutes)}
+        cells = line[2:-2].split(" | ") if line.startswith("| ") else []
+        if len(cells) == len(COLUMNS) and cells[0] in PARTS:  # a row (kept as its text)
+            previous.setdefault(cells[0], []).append(dict(zip(COLUMNS, cells)))
+    return previous
+
+
 def main(argv: list[str]) -> int:
     parts = argv or list(PARTS)
     workdir = HERE / "_work"
     workdir.mkdir(exist_ok=True)
     results_json = workdir / "results.json"
-    previous = json.loads(results_json.read_text()) if results_json.exists() else {}
+    previous = (json.loads(results_json.read_text()) if results_json.exists()
+                else read_results(HERE / "RESULTS.md"))
     started = time.time()
     failed = []
     for part in parts:

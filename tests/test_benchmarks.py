@@ -39,6 +39,24 @@ def test_results_table_says_when_each_part_was_measured(tmp_path):
         in text
 
 
+def test_a_fresh_clone_rerunning_one_part_keeps_the_others_rows(tmp_path):
+    # benchmarks/_work (results.json) is not committed: the committed RESULTS.md is what a
+    # fresh clone knows of the parts it does not rerun, and it must read back as written.
+    rows = [{"part": part, "figure": f"{part} max |difference| of x", "value": 0.5,
+             "baseline": "b", "baseline_value": 2.0, "ratio": 4.0, "target": ">= 1x",
+             "met": part == "rl", "note": ""} for part in ("ingest", "rl")]
+    measured = {"ingest": {"finished": "2026-12-03 13:24", "minutes": 8.9},
+                "rl": {"finished": "2026-12-03 12:36", "minutes": 4.2}}
+    path = tmp_path / "RESULTS.md"
+    run.write_results(rows, path, 60.0, measured)
+    previous = run.read_results(path)
+    assert previous[run.MEASURED] == measured
+    assert [row["figure"] for row in previous["rl"]] == ["rl max |difference| of x"]
+    again = tmp_path / "again.md"
+    run.write_results(previous["ingest"] + previous["rl"], again, 60.0, measured)
+    assert again.read_text() == path.read_text()
+
+
 @pytest.mark.parametrize("part", run.PARTS)
 def test_every_part_has_a_benchmark_with_a_run_function(part):
     module = __import__(f"benchmarks.bench_{part}", fromlist=["run"])
