@@ -35,9 +35,12 @@ first scan (the bytes-only work the pipeline did before: read, frame header, SHA
 write); and alone, as the walk's time per image over the same files minus the header's.
 
 Per-image cost is the slope between the runs of N and 2N images, (t(2N) - t(N)) / N, so
-start-up (imports, worker processes, tfds metadata) does not count. Each repeat runs every
-method on N then 2N images back to back and gives one slope per method; the figure is the
-median slope over the repeats. (The minimum time of each size taken separately, used at
+start-up (imports, worker processes, tfds metadata) does not count. Every run but the
+DaskRunner's is a fresh Python process, as when a user runs it, so no method inherits
+another's state (TensorFlow's thread pools and allocator, left behind by the re-encoding
+loop and the tfds builder, had slowed ingest's main thread by up to half). Each repeat runs
+every method on N then 2N images back to back and gives one slope per method; the figure is
+the median slope over the repeats. (The minimum time of each size taken separately, used at
 first, mixed runs from different moments: at N = 1200 the same code measured 814 and 1524
 images/s on a quiet machine, because the page-cache writeback of the TFRecords lands on
 whichever run is writing, and a 2-second run has no room to average it out.)
@@ -49,10 +52,13 @@ import contextlib
 import functools
 import hashlib
 import io
+import json
 import os
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -66,6 +72,7 @@ GRAY_EVERY = 50  # one grayscale image in 50 (~2%, ImageNet's rate)
 SHARDS = 16
 VAL_IMAGES = 20
 REPEATS = 5
+WARM_UP_IMAGES = 100
 
 
 def _sample_images() -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -266,24 +273,28 @@ def _row(figure, value, baseline, baseline_value, target, note):
             "met": bool(ratio and ratio >= goal), "note": note}
 
 
-def run(workdir: Path) -> list[dict]:
-    import tensorflow as tf  # noqa: F401  (imported once, outside every timing)
-    import tensorflow_datasets  # noqa: F401
+# The methods timed each in a process of its own, as a user runs them: in the bench process,
+# after the re-encoding loop and the tfds builder had run TensorFlow there, ingest's main
+# thread spent 0.37-0.57 ms per image instead of 0.25-0.34 alone (TensorFlow's thread pools
+# and allocator stay behind), and which method ran after which decided its figure.
+ISOLATED_METHODS = {
+    "edgeline_1_worker": functools.partial(time_edgeline, workers=1),
+    "edgeline_2_workers": functools.partial(time_edgeline, workers=2),
+    "edgeline_1_worker_bytes_only": time_edgeline_bytes_only,
+    "bracket_loop": time_bracket_loop,
+    "reencoding_loop": time_reencoding_loop,
+    "tfds_imagenet2012": time_tfds_builder,
+}
 
+
+def run(workdir: Path) -> list[dict]:
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     sizes = (N_IMAGES, 2 * N_IMAGES)
     datasets = {n: make_dataset(workdir / f"data_{n}", n) for n in sizes}
-    methods = {
-        "edgeline_1_worker": lambda d, o: time_edgeline(d, o, workers=1),
-        "edgeline_2_workers": lambda d, o: time_edgeline(d, o, workers=2),
-        "edgeline_1_worker_bytes_only": time_edgeline_bytes_only,
-        "bracket_loop": time_bracket_loop,
-        "reencoding_loop": time_reencoding_loop,
-        "tfds_imagenet2012": time_tfds_builder,
-    }
-    time_edgeline(datasets[sizes[0]], workdir / "warm_up", workers=1)  # first-call imports
-    wall_slopes, cpu_slopes = _measure(methods, datasets, sizes, workdir)
+    timed = functools.partial(_time_isolated, warm_up=make_dataset(workdir / "data_warm_up",
+                                                                   WARM_UP_IMAGES))
+    wall_slopes, cpu_slopes = _measure(list(ISOLATED_METHODS), timed, datasets, sizes, workdir)
     # The dask clusters only for their own runs: idle, their schedulers, nannies and workers
     # use about a sixth of a core (heartbeats, system monitors), which the CPU figures above
     # would otherwise charge to every method in proportion to its wall time.
@@ -291,21 +302,43 @@ def run(workdir: Path) -> list[dict]:
         for n, cluster in clusters.items():  # the workers' imports
             time_edgeline_dask(datasets[sizes[0]], workdir / f"warm_up_dask_{n}",
                                cluster.scheduler_address)
-        dask_methods = {f"dask_{n}": functools.partial(time_edgeline_dask,
-                                                       address=cluster.scheduler_address)
-                        for n, cluster in clusters.items()}
-        dask_wall, dask_cpu = _measure(dask_methods, datasets, sizes, workdir)
+        addresses = {f"dask_{n}": cluster.scheduler_address for n, cluster in clusters.items()}
+
+        def time_dask(name: str, dataset: Path, output: Path) -> tuple[float, float]:
+            cpu_before = _cpu_seconds()
+            wall = time_edgeline_dask(dataset, output, addresses[name])
+            return wall, _cpu_seconds() - cpu_before
+
+        dask_wall, dask_cpu = _measure(list(addresses), time_dask, datasets, sizes, workdir)
     return _rows({**wall_slopes, **dask_wall}, {**cpu_slopes, **dask_cpu}, datasets, sizes,
                  workdir)
 
 
-def _measure(methods: dict, datasets: dict, sizes: tuple, workdir: Path):
-    wall_slopes = {name: [] for name in methods}
-    cpu_slopes = {name: [] for name in methods}
+def _time_isolated(name: str, dataset: Path, output: Path,
+                   warm_up: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of ``ISOLATED_METHODS[name]`` in a fresh Python process,
+    after a run on the small ``warm_up`` dataset there: first-call costs (imports, Beam's
+    first pipeline, 4 s for ingest, its tfds metadata importing TensorFlow) stay outside the
+    timing rather than cancel in the slope with their own noise."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_ingest", name, str(warm_up), str(dataset),
+         str(output)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} on {dataset} failed:\n{done.stderr[-4000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return measured["wall"], measured["cpu"]
+
+
+def _measure(names: list[str], timed, datasets: dict, sizes: tuple, workdir: Path):
+    """Slopes of wall and CPU seconds between N and 2N images, REPEATS per method; ``timed``
+    runs one method on one dataset and returns (wall, CPU) seconds."""
+    wall_slopes = {name: [] for name in names}
+    cpu_slopes = {name: [] for name in names}
     # Interleaved repeats: each method's N and 2N runs back to back give one slope; the
     # methods take turns, so drift in the machine's state reaches them all alike.
     for repeat in range(REPEATS):
-        for name, method in methods.items():
+        for name in names:
             wall, cpu = {}, {}
             for n in sizes:
                 output = workdir / f"out_{name}_{n}_{repeat}"
@@ -313,9 +346,7 @@ def _measure(methods: dict, datasets: dict, sizes: tuple, workdir: Path):
                 # done now, outside the timing, not during this run: without it one run's
                 # system time varied threefold with what ran before it.
                 os.sync()
-                cpu_before = _cpu_seconds()
-                wall[n] = method(datasets[n], output)
-                cpu[n] = _cpu_seconds() - cpu_before
+                wall[n], cpu[n] = timed(name, datasets[n], output)
                 print(f"[bench ingest] {name} {n} images: {wall[n]:.1f}s wall, {cpu[n]:.1f}s "
                       f"CPU, load {os.getloadavg()[0]:.1f}", flush=True)
                 shutil.rmtree(output, ignore_errors=True)
@@ -466,3 +497,21 @@ def _cpu_seconds() -> float:
             times = child.cpu_times()
             live += times.user + times.system
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + live
+
+
+def _run_one(argv: list[str]) -> None:
+    """``python -m benchmarks.bench_ingest METHOD WARM_UP DATASET OUTPUT``: a run on WARM_UP,
+    then one timed run on DATASET, printed as JSON on the last line (what ``_time_isolated``
+    reads)."""
+    name, warm_up, dataset, output = argv
+    method = ISOLATED_METHODS[name]
+    method(Path(warm_up), Path(output + "_warm_up"))
+    shutil.rmtree(output + "_warm_up")
+    os.sync()
+    cpu_before = _cpu_seconds()
+    wall = method(Path(dataset), Path(output))
+    print(json.dumps({"wall": wall, "cpu": _cpu_seconds() - cpu_before}))
+
+
+if __name__ == "__main__":
+    _run_one(sys.argv[1:])
