@@ -15,9 +15,9 @@ rate (~2%, 22k of 1.28M) rather than the sample's 19%, so the mix is ImageNet's.
   TFRecord (length and data CRC32C), write. Ingest's CPU time per image is compared with it;
 * edgeline ingest on Beam's DaskRunner against a dask.distributed LocalCluster of 1 and of 2
   single-threaded worker processes on 127.0.0.1 (wall time; CPU time summed over the
-  cluster's processes with psutil, as they are not this process's finished children). The
-  clusters exist only while these two run: idle, they use about a sixth of a core, which the
-  other methods' CPU figures would otherwise include.
+  cluster's processes with psutil, as they are not this process's finished children). Each
+  cluster exists only while its own runs go: idle, one uses about a sixth of a core, which
+  the other runs' CPU figures would otherwise include.
 
 Where the time goes (profiled before the per-image work was cut, 3000 images, CPU ms per
 image, on a CPU with SHA extensions): listing the tar members 0.037 (tarfile reading 64 KiB
@@ -73,6 +73,12 @@ SHARDS = 16
 VAL_IMAGES = 20
 REPEATS = 5
 WARM_UP_IMAGES = 100
+# The 1 -> 2 workers figure on bigger runs: two workers' processes take about 2 s to start,
+# give or take half a second, and at N = 3000 their slope was 0.4-0.5 s, so that start-up's
+# jitter decided the ratio (1.65x to 2.01x over three runs, single slopes from -0.1 to 0.8 s).
+SCALING_IMAGES = 12000
+SCALING_METHODS = ("edgeline_1_worker", "edgeline_2_workers")
+DASK_WORKERS = (1, 2)
 
 
 def _sample_images() -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -230,18 +236,16 @@ def time_bracket_loop(dataset: Path, output: Path) -> float:
 
 
 @contextlib.contextmanager
-def dask_clusters(worker_counts=(1, 2)):
-    """A LocalCluster of n single-threaded worker processes on 127.0.0.1 for each n."""
+def dask_cluster(workers: int):
+    """A LocalCluster of ``workers`` single-threaded worker processes on 127.0.0.1."""
     from dask.distributed import LocalCluster
 
-    clusters = {n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                host="127.0.0.1", dashboard_address=None)
-                for n in worker_counts}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None)
     try:
-        yield clusters
+        yield cluster
     finally:
-        for cluster in clusters.values():
-            cluster.close()
+        cluster.close()
 
 
 def time_edgeline_dask(dataset: Path, output: Path, address: str) -> float:
@@ -294,24 +298,39 @@ def run(workdir: Path) -> list[dict]:
     datasets = {n: make_dataset(workdir / f"data_{n}", n) for n in sizes}
     timed = functools.partial(_time_isolated, warm_up=make_dataset(workdir / "data_warm_up",
                                                                    WARM_UP_IMAGES))
-    wall_slopes, cpu_slopes = _measure(list(ISOLATED_METHODS), timed, datasets, sizes, workdir)
-    # The dask clusters only for their own runs: idle, their schedulers, nannies and workers
-    # use about a sixth of a core (heartbeats, system monitors), which the CPU figures above
-    # would otherwise charge to every method in proportion to its wall time.
-    with dask_clusters() as clusters:
-        for n, cluster in clusters.items():  # the workers' imports
-            time_edgeline_dask(datasets[sizes[0]], workdir / f"warm_up_dask_{n}",
-                               cluster.scheduler_address)
-        addresses = {f"dask_{n}": cluster.scheduler_address for n, cluster in clusters.items()}
-
-        def time_dask(name: str, dataset: Path, output: Path) -> tuple[float, float]:
-            cpu_before = _cpu_seconds()
-            wall = time_edgeline_dask(dataset, output, addresses[name])
-            return wall, _cpu_seconds() - cpu_before
-
-        dask_wall, dask_cpu = _measure(list(addresses), time_dask, datasets, sizes, workdir)
+    wall_slopes, cpu_slopes = _measure(
+        [name for name in ISOLATED_METHODS if name != "edgeline_2_workers"], timed, datasets,
+        sizes, workdir)
+    wall_slopes.update(_scaling_slopes(timed, workdir))
+    # Each dask cluster only for its own runs: idle, a cluster's scheduler, nanny and workers
+    # use about a sixth of a core (heartbeats, system monitors), which the CPU figures would
+    # otherwise charge to every other method (and, with both clusters up, 1 worker's runs to
+    # 2 workers' and back) in proportion to wall time.
+    dask_wall, dask_cpu = {}, {}
+    for workers in DASK_WORKERS:
+        with dask_cluster(workers) as cluster:
+            address = cluster.scheduler_address
+            time_edgeline_dask(datasets[sizes[0]], workdir / f"warm_up_dask_{workers}",
+                               address)  # the workers' imports
+            wall, cpu = _measure([f"dask_{workers}"],
+                                 functools.partial(_time_dask, address=address), datasets,
+                                 sizes, workdir)
+        dask_wall.update(wall)
+        dask_cpu.update(cpu)
     return _rows({**wall_slopes, **dask_wall}, {**cpu_slopes, **dask_cpu}, datasets, sizes,
                  workdir)
+
+
+def _scaling_slopes(timed, workdir: Path) -> dict[str, list[float]]:
+    """Wall slopes of 1 and of 2 workers between SCALING_IMAGES and twice that, as
+    ``scaling_<method>``, rescaled to N_IMAGES so that every rate comes from one formula."""
+    sizes = (SCALING_IMAGES, 2 * SCALING_IMAGES)
+    datasets = {n: make_dataset(workdir / f"scaling_data_{n}", n) for n in sizes}
+    wall_slopes, _ = _measure(list(SCALING_METHODS), timed, datasets, sizes, workdir)
+    for dataset in datasets.values():
+        shutil.rmtree(dataset)  # 5 GB
+    return {f"scaling_{name}": [slope * N_IMAGES / SCALING_IMAGES for slope in slopes]
+            for name, slopes in wall_slopes.items()}
 
 
 def _time_isolated(name: str, dataset: Path, output: Path,
@@ -328,6 +347,14 @@ def _time_isolated(name: str, dataset: Path, output: Path,
         raise RuntimeError(f"{name} on {dataset} failed:\n{done.stderr[-4000:]}")
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     return measured["wall"], measured["cpu"]
+
+
+def _time_dask(name: str, dataset: Path, output: Path, address: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one DaskRunner run: this process (the scheduler, the nannies,
+    Beam's client) and the cluster's worker processes."""
+    cpu_before = _cpu_seconds()
+    wall = time_edgeline_dask(dataset, output, address)
+    return wall, _cpu_seconds() - cpu_before
 
 
 def _measure(names: list[str], timed, datasets: dict, sizes: tuple, workdir: Path):
@@ -369,7 +396,10 @@ def _rows(wall_slopes: dict, cpu_slopes: dict, datasets: dict, sizes: tuple,
            f"({100 // GRAY_EVERY}% grayscale), {SHARDS} shards, median of {REPEATS}; load average "
            f"{os.getloadavg()[1]:.1f} on {os.cpu_count()} cores; CPU SHA extensions: "
            f"{'yes' if sha_extensions() else 'no'}")
-    one, two = rate["edgeline_1_worker"], rate["edgeline_2_workers"]
+    one, two = rate["edgeline_1_worker"], rate["scaling_edgeline_2_workers"]
+    scaling_one = rate["scaling_edgeline_1_worker"]
+    scaling_how = how.replace(f"between {sizes[0]} and {sizes[1]}",
+                              f"between {SCALING_IMAGES} and {2 * SCALING_IMAGES}")
 
     def per_cpu(name: str, baseline: str) -> str:
         return (f"; per CPU-second {cpu_rate[name]:.0f} vs {cpu_rate[baseline]:.0f} images "
@@ -412,10 +442,10 @@ def _rows(wall_slopes: dict, cpu_slopes: dict, datasets: dict, sizes: tuple,
              how + per_cpu("edgeline_1_worker", "tfds_imagenet2012")
              + "; tfds checks nothing by content" + sha256_note(one, rate["tfds_imagenet2012"],
                                                                 sha256_ms)),
-        _row("ingest images/s, 2 workers", two, "ingest, 1 worker", one, ">= 1.8x",
-             how + "; multi-processing DirectRunner"),
+        _row("ingest images/s, 2 workers", two, "ingest, 1 worker", scaling_one, ">= 1.8x",
+             scaling_how + "; multi-processing DirectRunner"),
         _row("ingest images/s, 2 workers", two, "decode+re-encode loop",
-             rate["reencoding_loop"], ">= 5x", how),
+             rate["reencoding_loop"], ">= 5x", scaling_how + f"; the loop's {how}"),
         *_cost_rows(cpu_per_image, cpu_rate, how),
         *_dask_rows(rate, cpu_per_image, how),
     ]
