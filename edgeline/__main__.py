@@ -1,5 +1,3 @@
-import sys
+from edgeline.cli import console_main
 
-from edgeline.cli import main
-
-sys.exit(main())
+console_main()

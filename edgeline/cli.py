@@ -293,6 +293,41 @@ def one_line(message: str) -> str:
     return f"{lines[0].rstrip()} ({console.VERBOSE_HINT}{more})"
 
 
+def console_main() -> None:
+    """The ``edgeline`` executable and ``python -m edgeline``: :func:`main`, then the exit.
+
+    A standalone command (``coco-eval``) leaves the process without tearing the interpreter
+    down: its output is flushed and the exit handlers run, but the objects are not freed one
+    by one. For ``coco-eval`` on 500,000 detections that teardown (the engine's columns, its
+    copy of the file, numpy's modules) took about 60 ms of wall time and 90 ms of CPU, as
+    long as edgeline's input checks, for memory the kernel reclaims at once anyway. mypy
+    ends its runs the same way (``mypy.util.hard_exit``). Not for the other commands: they
+    may leave threads (Beam's, TensorFlow's) whose work Python's shutdown waits for.
+    """
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv and argv[0] in STANDALONE_COMMANDS:
+        _exit_without_teardown(code)
+    sys.exit(code)
+
+
+def _exit_without_teardown(code: int) -> None:
+    """Flush, run the exit handlers, and leave; or return (the normal exit follows) when a
+    thread of Python's is still running or the output cannot be flushed."""
+    import atexit
+    import threading
+
+    if threading.active_count() > 1:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the normal exit reports it as usual
+        return
+    atexit._run_exitfuncs()  # what the normal exit runs first (coverage, profilers)
+    os._exit(code)
+
+
 def threading_is_main() -> bool:
     """Signal handlers can only be set from the main thread (tests call main() elsewhere)."""
     import threading
@@ -301,4 +336,4 @@ def threading_is_main() -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

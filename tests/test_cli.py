@@ -135,3 +135,44 @@ def test_every_single_stage_command_publishes_like_a_pipeline_step(tmp_path, cap
         ["evaluate", str(model), str(examples), "--output", str(tmp_path / "metrics2"),
          "--no-plots", "--runs-dir", str(elsewhere)], tmp_path / "metrics2", elsewhere,
         "Metrics", capsys)
+
+
+# An exit handler, and an object whose finalizer says when the interpreter tears it down.
+_EXIT_PROBE = """import atexit, sys
+atexit.register(lambda: sys.stderr.write('exit handler ran\\n'))
+class _Probe:
+    def __del__(self):
+        sys.stderr.write('torn down\\n')
+probe = _Probe()
+from edgeline.cli import console_main
+sys.argv = ['edgeline', *sys.argv[1:]]
+console_main()
+"""
+
+
+def test_coco_eval_leaves_without_teardown_but_flushed_and_with_exit_handlers(
+        tmp_path, shared_data):
+    """The executable's way out (console_main): coco-eval flushes its output, runs the exit
+    handlers and leaves without freeing the interpreter's objects, on success and on bad
+    input alike; any other command exits the usual way, teardown included."""
+    import json
+
+    folder = shared_data / "coco" / "small"
+    scored = subprocess.run(
+        [sys.executable, "-c", _EXIT_PROBE, "coco-eval", str(folder / "gt_dataset.json"),
+         str(folder / "dt_dataset.json"), "--json"], capture_output=True, text=True)
+    assert scored.returncode == 0, scored.stderr
+    assert len(json.loads(scored.stdout)["summary"]) == 12  # the whole document, flushed
+    assert scored.stderr.splitlines() == ["exit handler ran"]
+
+    refused = subprocess.run(
+        [sys.executable, "-c", _EXIT_PROBE, "coco-eval", str(folder / "gt_dataset.json"),
+         str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[1:] == ["exit handler ran"]
+    assert refused.stderr.startswith("edgeline: error: detections file not found")
+
+    listed = subprocess.run([sys.executable, "-c", _EXIT_PROBE, "models", "list"],
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "torn down" in listed.stderr
