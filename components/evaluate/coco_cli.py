@@ -72,7 +72,10 @@ def _cmd_coco_eval(args: argparse.Namespace) -> int:
     _one_blas_thread()
     from edgeline.common.coco import evaluate_files
 
-    metrics = evaluate_files(args.ground_truth, args.detections, iou_type=args.iou_type)
+    # standalone: this process ends after it (edgeline.cli.console_main), so the checks may
+    # run in a forked child while the engine scores, and nothing need be freed
+    metrics = evaluate_files(args.ground_truth, args.detections, iou_type=args.iou_type,
+                             standalone=True)
     if args.json:
         print(json.dumps(metrics.to_dict(), indent=2))
     else:

@@ -400,6 +400,39 @@ def test_scores_of_zero_are_valid_and_missing_or_null_ones_are_not(tmp_path, cap
         assert "detection #3 (image_id=2) has " in err and "score" in err
 
 
+def test_standalone_scores_the_engine_columns_only_when_the_child_vouches(
+        tmp_path, small_set, monkeypatch):
+    """coco-eval's way (standalone: the checks in a forked child while the engine scores): a
+    file with true zero scores keeps the engine's score, without the exact path; a missing
+    score, an unknown category or a negative width fail the child's checks, and the exact
+    path names the detection."""
+    import edgeline.common.coco as coco
+
+    ground_truth, detections = small_set
+    zeros = [dict(d, score=0) if i % 2 else d for i, d in enumerate(detections)]
+    gt_path = _write(tmp_path, "gt.json", ground_truth)
+    expected = evaluate_detections(ground_truth, zeros).summary
+    with monkeypatch.context() as patched:
+        patched.setattr(coco, "load_detections", _exact_path_not_expected)
+        scored = coco.evaluate_files(gt_path, _write(tmp_path, "zeros.json", zeros),
+                                     standalone=True)
+    assert scored.summary == expected
+
+    missing = copy.deepcopy(zeros)
+    del missing[3]["score"]
+    for name, broken, named in (
+            ("missing", missing, "score"),
+            ("category", _broken_detections(detections, 3, category_id=77), "category"),
+            ("width", _broken_detections(detections, 3, bbox=[10, 20, -5, 30]), "bbox")):
+        with pytest.raises(UserError, match=r"detection #3 .*" + named):
+            coco.evaluate_files(gt_path, _write(tmp_path, f"{name}.json", broken),
+                                standalone=True)
+
+
+def _exact_path_not_expected(path):
+    raise AssertionError(f"the exact path read {path}")
+
+
 def test_checks_on_the_reader_columns_send_bad_files_to_the_naming_path(tmp_path, small_set):
     """Each file the column reader takes but a check refuses is None here; the exact path then
     names the problem (test_bad_detections_exit_2_with_one_line)."""
