@@ -7,7 +7,7 @@ A synthetic COCO set (5,000 images, ~7 objects each over 80 categories of COCO-l
 frequencies, 100 detections per image: near-misses and duplicates of the objects, wrong
 classes, background boxes; scores on a 0.001 grid, so with ties and with zeros) is written as
 two JSON files; for segm, 500 images of the same kind whose objects and detections are
-polygons. Each contender runs as its own process on the same files, three interleaved rounds
+polygons. Each contender runs as its own process on the same files, ROUNDS interleaved rounds
 (pycocotools once, it takes a minute), median taken:
 
 - edgeline: ``edgeline coco-eval GT DT --json`` (its checks, its reading, the engine);
@@ -17,9 +17,13 @@ polygons. Each contender runs as its own process on the same files, three interl
   ``COCOeval`` in a script: what the engine gives without edgeline around it.
 
 Whole process: CPU seconds (user + system, from ``wait4``: the steadier figure on a machine
-shared with other work), wall seconds and peak resident memory (VmHWM), interpreter start and
-imports included (edgeline's sources byte-compiled first, as an installed copy's are). In process: the same work timed inside each process once its imports are done, from
-reading the files to the 12 numbers (wall seconds). A figure counts as met only when the 12 numbers equal pycocotools' exactly.
+shared with other work), wall seconds and peak resident memory (VmHWM; for edgeline, plus its
+checking child's), interpreter start, imports and exit included (edgeline's sources
+byte-compiled first, as an installed copy's are). In process: the same work timed inside each
+process once its imports are done, from reading the files to the 12 numbers (wall seconds). A
+figure counts as met only when the 12 numbers equal pycocotools' exactly. The speed targets:
+against pycocotools in CPU (it runs on one core, so CPU and wall agree); against the engine's
+own script in both CPU and wall (the engine scores on every core, so they differ).
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ OBJECTS_PER_IMAGE = 7  # Poisson mean
 DETECTIONS_PER_IMAGE = 100
 NUM_CATEGORIES = 80
 SEED = 2014
-ROUNDS = 5
+ROUNDS = 9
 TARGETS = {"pycocotools": 50.0, "ultrafast-pycocotools": 1.0}  # edgeline's speed-up, bbox
+# ... in wall time too against these (each scores on every core, so CPU and wall differ)
+WALL_TARGETS = ("ultrafast-pycocotools",)
 MEMORY_TARGET_MB = 500
 CONTENDERS = ("edgeline", "ultrafast-pycocotools", "faster-coco-eval", "pycocotools")
 
@@ -134,11 +140,15 @@ def with_polygons(ground_truth: dict, detections: list[dict]) -> tuple[dict, lis
 
 # Each process writes its own peak resident memory to stderr as it exits: VmHWM of its address
 # space, which exec made new. (wait4's ru_maxrss would not do: Linux carries the forking
-# parent's resident size across exec into it, and this parent holds the generated sets.)
-_PEAK_HOOK = """import atexit, sys
+# parent's resident size across exec into it, and this parent holds the generated sets.) And
+# the largest of its own children's (edgeline coco-eval checks the engine's columns in a forked
+# child, see common/coco.py evaluate_files): a forked child's maxrss counts the pages it shares
+# with the parent too, so parent + child overstates the pair, never understates it.
+_PEAK_HOOK = """import atexit, resource, sys
 def _peak():
     with open('/proc/self/status') as status:
         sys.stderr.write([line for line in status if line.startswith('VmHWM')][0])
+    sys.stderr.write(f"ChildrenHWM: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss} kB\\n")
 atexit.register(_peak)
 """
 # The script each contender runs: argv = GT, DT, iou type; prints the in-process seconds and
@@ -179,7 +189,7 @@ import json, sys, time
 from edgeline.common.coco import evaluate_files
 import orjson, ultrafast_pycocotools  # what evaluate_files imports on first use
 started = time.perf_counter()
-metrics = evaluate_files(sys.argv[1], sys.argv[2], sys.argv[3])
+metrics = evaluate_files(sys.argv[1], sys.argv[2], sys.argv[3], standalone=True)
 print(json.dumps({"seconds": time.perf_counter() - started,
                   "stats": list(metrics.summary.values())}))
 """,
@@ -191,8 +201,8 @@ def _measure(contender: str, ground_truth: Path, detections: Path, iou_type: str
     files = [str(ground_truth), str(detections)]
     if contender == "edgeline":
         # what `python -m edgeline coco-eval ...` runs (edgeline/__main__.py), with the hook
-        command = [sys.executable, "-c", _PEAK_HOOK + "from edgeline.cli import main\n"
-                   "sys.argv[0] = 'edgeline'\nsys.exit(main())", "coco-eval", *files,
+        command = [sys.executable, "-c", _PEAK_HOOK + "from edgeline.cli import console_main\n"
+                   "sys.argv[0] = 'edgeline'\nconsole_main()", "coco-eval", *files,
                    "--iou-type", iou_type, "--json"]
     else:
         command = [sys.executable, "-c", _PEAK_HOOK + _SCRIPTS[contender], *files, iou_type]
@@ -221,10 +231,14 @@ def _timed(command: list[str]) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"{command[:5]} failed: {err.decode()[-2000:]}")
-    peaks = [line.split()[1] for line in err.decode().splitlines() if line.startswith("VmHWM")]
+    lines = err.decode().splitlines()
+    peaks = [line.split()[1] for line in lines if line.startswith("VmHWM")]
+    children = [line.split()[1] for line in lines if line.startswith("ChildrenHWM")]
     return {"out": out.decode(), "wall": time.perf_counter() - started,
             "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_mb": int(peaks[-1]) / 1024 if peaks else float("nan")}
+            "peak_mb": ((int(peaks[-1]) + (int(children[-1]) if children else 0)) / 1024
+                        if peaks else float("nan")),
+            "child_peak_mb": int(children[-1]) / 1024 if children else 0.0}
 
 
 def _median_runs(ground_truth: Path, detections: Path, iou_type: str) -> dict[str, dict]:
@@ -262,11 +276,12 @@ def _rows(iou_type: str, size: str, results: dict[str, dict]) -> list[dict]:
         for figure, key in (("whole process, CPU s", "cpu"), ("whole process, wall s", "wall"),
                             ("in process, s", "in_process")):
             ratio = other[key] / ours[key]
+            gated = target and (key == "cpu" or (key == "wall" and contender in WALL_TARGETS))
             rows.append({
                 "figure": f"{iou_type}: edgeline coco-eval {figure}", "value": ours[key],
                 "baseline": contender, "baseline_value": other[key], "ratio": ratio,
-                "target": f">= {target:g}x, identical" if target and key == "cpu" else "",
-                "met": (ratio >= target and identical) if target and key == "cpu" else None,
+                "target": f">= {target:g}x, identical" if gated else "",
+                "met": (ratio >= target and identical) if gated else None,
                 "note": size if key == "cpu" else ""})
     for contender in CONTENDERS:
         peak = results[contender]["peak_mb"]
@@ -276,7 +291,8 @@ def _rows(iou_type: str, size: str, results: dict[str, dict]) -> list[dict]:
             "baseline": contender if not is_ours else "", "baseline_value": None, "ratio": None,
             "target": f"<= {MEMORY_TARGET_MB}" if is_ours else "",
             "met": peak <= MEMORY_TARGET_MB if is_ours else None,
-            "note": "edgeline" if is_ours else contender})
+            "note": (f"edgeline, its checking child's {results[contender]['child_peak_mb']:.0f} "
+                     "MB (shared pages too) included" if is_ours else contender)})
     return rows
 
 
