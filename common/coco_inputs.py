@@ -33,6 +33,7 @@ Nothing here modifies the caller's dicts: the engine gets fresh records.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import math
@@ -506,7 +507,15 @@ def mask_areas(records: list[dict], image_sizes, what: str) -> np.ndarray:
     return np.asarray(mask_api.area(rles), dtype=np.float64).reshape(-1)
 
 
-def _check_segmentation(segmentation, image_id, image_sizes, what: str) -> None:
+def _check_segmentation(segmentation, image_id, image_sizes, what) -> None:
+    """``what`` names the record in an error: a string, or a function that makes one (for
+    detections, whose 50,000 descriptions cost more than the checks when nobody reads them)."""
+    if callable(what):
+        try:
+            return _check_segmentation(segmentation, image_id, image_sizes, "")
+        except UserError:
+            pass
+        what = what()
     if isinstance(segmentation, dict):
         if "counts" not in segmentation or "size" not in segmentation:
             raise UserError(
@@ -564,7 +573,7 @@ def prepare_detections(detections: list, ground_truth: GroundTruth) -> list[dict
             _check_detection_fields(detection, position, ground_truth)
         raise UserError("detections could not be read (mixed types in 'image_id', "
                         "'category_id', 'score' or 'bbox')")
-    image_ids, category_ids, scores, boxes = columns
+    image_ids, category_ids, scores, boxes, has_box = columns
     _check_detection_values(detections, ground_truth, image_ids, category_ids, scores, boxes)
 
     areas = boxes[:, 2] * boxes[:, 3]  # loadRes: ann['area'] = bb[2] * bb[3]
@@ -582,14 +591,15 @@ def prepare_detections(detections: list, ground_truth: GroundTruth) -> list[dict
         if collecting:
             gc.enable()
     if iou_type == "segm":
-        _add_masks(records, detections, ground_truth.image_sizes)
+        _add_masks(records, detections, ground_truth.image_sizes, has_box)
     return records
 
 
 def _detection_columns(detections: list, ground_truth: GroundTruth):
-    """(image_ids, category_ids, scores, boxes) as arrays, or None when a field is missing or a
-    column does not convert to numbers. Image ids that are absent or unknown are looked up by
-    the detection's ``file_name``."""
+    """(image_ids, category_ids, scores, boxes) as arrays and which detections have a box (a
+    list; None for ``bbox``, where each must), or None when a field is missing or a column
+    does not convert to numbers. Image ids that are absent or unknown are looked up by the
+    detection's ``file_name``."""
     try:
         image_ids = _integral(np.asarray([d.get("image_id") for d in detections]))
         if image_ids is None or not np.isin(image_ids, ground_truth.image_ids).all():
@@ -598,19 +608,21 @@ def _detection_columns(detections: list, ground_truth: GroundTruth):
                 return None
         category_ids = _integral(np.asarray([d["category_id"] for d in detections]))
         scores = np.asarray([d["score"] for d in detections], dtype=np.float64)
+        has_box = None
         if ground_truth.iou_type == "bbox":
             boxes = np.asarray([d["bbox"] for d in detections], dtype=np.float64)
         else:
             # a box is optional for segm ([] counts as none, as in loadRes)
+            has_box = [_has_box(d) for d in detections]
             boxes = np.asarray(
-                [d["bbox"] if _has_box(d) else [0.0] * 4 for d in detections],
+                [d["bbox"] if box else [0.0] * 4 for d, box in zip(detections, has_box)],
                 dtype=np.float64,
             )
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
     if category_ids is None or boxes.shape != (len(detections), 4):
         return None
-    return image_ids, category_ids, scores, boxes
+    return image_ids, category_ids, scores, boxes, has_box
 
 
 def _integral(ids: np.ndarray) -> np.ndarray | None:
@@ -718,28 +730,27 @@ def _check_detection_values(detections, ground_truth, image_ids, category_ids, s
         _check_box(detections[position]["bbox"], f"{what} bbox")
 
 
-def _add_masks(records: list[dict], detections: list, image_sizes) -> None:
+def _add_masks(records: list[dict], detections: list, image_sizes, has_box: list) -> None:
     """``segmentation`` (and, for mask-only detections, ``area``) of each record, following
     loadRes: a detection with a box has the box's area (even when it also has a mask) and,
     without a mask, the box's polygon as mask; one with only a mask has the mask's area."""
     mask_only = []
-    for position, (record, detection) in enumerate(zip(records, detections)):
-        has_box = _has_box(detection)
-        if not has_box:
+    for position, (record, detection, boxed) in enumerate(zip(records, detections, has_box)):
+        if not boxed:
             del record["bbox"]
         segmentation = detection.get("segmentation")
-        what = f"{_describe(detection, position)}"
         if segmentation is None:
-            if not has_box:
+            if not boxed:
                 raise UserError(
-                    f"{what} has neither 'segmentation' nor 'bbox', one of which segm "
-                    "evaluation needs"
+                    f"{_describe(detection, position)} has neither 'segmentation' nor 'bbox', "
+                    "one of which segm evaluation needs"
                 )
             x, y, width, height = record["bbox"]
             segmentation = [[x, y, x, y + height, x + width, y + height, x + width, y]]
-        _check_segmentation(segmentation, record["image_id"], image_sizes, what)
+        _check_segmentation(segmentation, record["image_id"], image_sizes,
+                            functools.partial(_describe, detection, position))
         record["segmentation"] = segmentation
-        if not has_box:
+        if not boxed:
             mask_only.append(record)
     if mask_only:
         for record, area in zip(mask_only, mask_areas(mask_only, image_sizes,
