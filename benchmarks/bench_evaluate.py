@@ -17,11 +17,11 @@ polygons. Each contender runs as its own process on the same files, ROUNDS inter
   ``COCOeval`` in a script: what the engine gives without edgeline around it.
 
 Whole process: CPU seconds (user + system, from ``wait4``: the steadier figure on a machine
-shared with other work), wall seconds and peak resident memory (VmHWM; for edgeline, plus its
-checking child's), interpreter start, imports and exit included (edgeline's sources
-byte-compiled first, as an installed copy's are). In process: the same work timed inside each
-process once its imports are done, from reading the files to the 12 numbers (wall seconds). A
-figure counts as met only when the 12 numbers equal pycocotools' exactly. The speed targets:
+shared with other work), wall seconds and peak resident memory (VmHWM), interpreter start,
+imports and exit included (edgeline's sources byte-compiled first, as an installed copy's
+are). In process: the same work timed inside each process once its imports are done, from
+reading the files to the 12 numbers (wall seconds). A figure counts as met only when the 12
+numbers equal pycocotools' exactly. The speed targets:
 against pycocotools in CPU (it runs on one core, so CPU and wall agree); against the engine's
 own script in both CPU and wall (the engine scores on every core, so they differ).
 """
@@ -140,15 +140,11 @@ def with_polygons(ground_truth: dict, detections: list[dict]) -> tuple[dict, lis
 
 # Each process writes its own peak resident memory to stderr as it exits: VmHWM of its address
 # space, which exec made new. (wait4's ru_maxrss would not do: Linux carries the forking
-# parent's resident size across exec into it, and this parent holds the generated sets.) And
-# the largest of its own children's (edgeline coco-eval checks the engine's columns in a forked
-# child, see common/coco.py evaluate_files): a forked child's maxrss counts the pages it shares
-# with the parent too, so parent + child overstates the pair, never understates it.
-_PEAK_HOOK = """import atexit, resource, sys
+# parent's resident size across exec into it, and this parent holds the generated sets.)
+_PEAK_HOOK = """import atexit, sys
 def _peak():
     with open('/proc/self/status') as status:
         sys.stderr.write([line for line in status if line.startswith('VmHWM')][0])
-    sys.stderr.write(f"ChildrenHWM: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss} kB\\n")
 atexit.register(_peak)
 """
 # The script each contender runs: argv = GT, DT, iou type; prints the in-process seconds and
@@ -231,14 +227,10 @@ def _timed(command: list[str]) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"{command[:5]} failed: {err.decode()[-2000:]}")
-    lines = err.decode().splitlines()
-    peaks = [line.split()[1] for line in lines if line.startswith("VmHWM")]
-    children = [line.split()[1] for line in lines if line.startswith("ChildrenHWM")]
+    peaks = [line.split()[1] for line in err.decode().splitlines() if line.startswith("VmHWM")]
     return {"out": out.decode(), "wall": time.perf_counter() - started,
             "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_mb": ((int(peaks[-1]) + (int(children[-1]) if children else 0)) / 1024
-                        if peaks else float("nan")),
-            "child_peak_mb": int(children[-1]) / 1024 if children else 0.0}
+            "peak_mb": int(peaks[-1]) / 1024 if peaks else float("nan")}
 
 
 def _median_runs(ground_truth: Path, detections: Path, iou_type: str) -> dict[str, dict]:
@@ -291,8 +283,7 @@ def _rows(iou_type: str, size: str, results: dict[str, dict]) -> list[dict]:
             "baseline": contender if not is_ours else "", "baseline_value": None, "ratio": None,
             "target": f"<= {MEMORY_TARGET_MB}" if is_ours else "",
             "met": peak <= MEMORY_TARGET_MB if is_ours else None,
-            "note": (f"edgeline, its checking child's {results[contender]['child_peak_mb']:.0f} "
-                     "MB (shared pages too) included" if is_ours else contender)})
+            "note": "edgeline" if is_ours else contender})
     return rows
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,43 +200,21 @@ def evaluate_files(
     """:func:`evaluate_detections` of a COCO ground-truth file and a results file: the same
     checks and the same numbers, with the engine reading ``bbox`` files itself.
 
-    ``standalone``: the caller is a process of its own that ends after this call (``edgeline
-    coco-eval``). Two things then change, never the result:
-
-    - The checks on the engine's detection columns run in a forked process while the engine
-      scores them, and the score is kept only if they pass (else the exact path decides, as
-      it does without this). In the caller's process they could not overlap the engine: it
-      holds Python's GIL while it reads and prepares, and its scoring keeps both cores of a
-      2-core machine busy. Their 60-75 ms for 500,000 detections then cost about 20 of wall
-      time. Linux only (fork); elsewhere they run here.
-    - The engine's handles are not freed on return (6-7 ms for those 500,000 detections,
-      mostly its copy of the file) but left to the process's exit.
+    ``standalone``: the caller is a process of its own that ends soon after this call
+    (``edgeline coco-eval``), so the engine's handles are not freed on return (6-7 ms for
+    500,000 detections, mostly its copy of the file) but left to the process's exit.
     """
     check_iou_type(iou_type)
     truth, ground_truth_api = _read_ground_truth_file(ground_truth_path, iou_type)
+    fast = _read_results_file(ground_truth_api, truth, detections_path)
+    if fast is not None:
+        results, count = fast
+    else:
+        records = prepare_detections(load_detections(detections_path), truth)
+        results, count = _results_api(ground_truth_api, truth, records), len(records)
     if standalone:
-        _LEFT_FOR_EXIT.append(ground_truth_api)
-    results = _engine_results(ground_truth_api, truth, detections_path)
-    if results is not None:
-        if standalone:
-            _LEFT_FOR_EXIT.append(results)
-        count = results._compact.annotation_count
-        if standalone and _CAN_FORK:
-            checks = _ChecksAlongside(
-                lambda: _engine_columns_vouched_for(results, truth, detections_path))
-            try:
-                metrics = _evaluate(truth, ground_truth_api, results, count)
-            except Exception:
-                if checks.passed():
-                    raise  # the engine's own failure on input edgeline accepts
-            else:
-                if checks.passed():
-                    return metrics
-        elif _engine_columns_vouched_for(results, truth, detections_path):
-            return _evaluate(truth, ground_truth_api, results, count)
-    records = prepare_detections(load_detections(detections_path), truth)
-    return _evaluate(truth, ground_truth_api, _results_api(ground_truth_api, truth, records),
-                     len(records))
+        _LEFT_FOR_EXIT.extend((ground_truth_api, results))
+    return _evaluate(truth, ground_truth_api, results, count)
 
 
 # The engine's handles of standalone evaluations (see evaluate_files), freed with the process.
@@ -399,74 +376,6 @@ def _brace_positions(file, chunk: int = 1 << 18) -> np.ndarray:
         found.append(np.flatnonzero(is_brace[:size]) + offset)
         offset += size
     return np.concatenate(found) if found else np.zeros(0, np.int64)
-
-
-# fork() and a pipe, on Linux only: where fork is the default way to start a process and
-# nothing in the engine's process (a Rust extension, numpy) keeps state a child would misuse.
-_CAN_FORK = sys.platform == "linux" and hasattr(os, "fork")
-
-
-class _ChecksAlongside:
-    """A check run in a forked child while this process goes on; :meth:`passed` waits for
-    its verdict.
-
-    The child inherits the engine's columns as they are (copy-on-write, nothing serialized),
-    runs ``check`` on its one thread, writes one byte and leaves with ``os._exit``: it never
-    returns into the caller's code, flushes nothing of the parent's, runs no exit handler.
-    The engine's worker threads are not in the child, and the check never asks for them (it
-    copies columns and runs numpy and orjson); a child that dies or hangs anyway counts as a
-    failed check after ``timeout`` seconds, and the caller's exact path then decides. Once
-    reaped, the child's CPU time counts in the parent's (``wait4`` on the parent includes it),
-    so whole-process CPU figures are honest.
-    """
-
-    def __init__(self, check, timeout: float = 30.0):
-        import warnings
-
-        self._timeout = timeout
-        read, write = os.pipe()
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about fork() in a process with threads, for the deadlocks a
-            # child can meet if it takes a lock another thread held; this child takes none.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the child
-            passed = False
-            try:
-                os.close(read)
-                passed = bool(check())
-            except BaseException:  # noqa: BLE001  (a failed check: the exact path decides)
-                passed = False
-            finally:
-                try:
-                    os.write(write, b"1" if passed else b"0")
-                finally:
-                    os._exit(0)
-        os.close(write)
-        self._pid, self._read = pid, read
-
-    def passed(self) -> bool:
-        import select
-
-        verdict = b""
-        try:
-            ready, _, _ = select.select([self._read], [], [], self._timeout)
-            verdict = os.read(self._read, 1) if ready else b""
-        finally:
-            os.close(self._read)
-            if not verdict:
-                _kill(self._pid)
-            os.waitpid(self._pid, 0)
-        return verdict == b"1"
-
-
-def _kill(pid: int) -> None:
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _evaluate(truth: GroundTruth, ground_truth_api, results_api, num_detections: int):

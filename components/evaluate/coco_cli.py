@@ -72,8 +72,8 @@ def _cmd_coco_eval(args: argparse.Namespace) -> int:
     _one_blas_thread()
     from edgeline.common.coco import evaluate_files
 
-    # standalone: this process ends after it (edgeline.cli.console_main), so the checks may
-    # run in a forked child while the engine scores, and nothing need be freed
+    # standalone: this process ends after it (edgeline.cli.console_main), so the engine's
+    # handles need not be freed
     metrics = evaluate_files(args.ground_truth, args.detections, iou_type=args.iou_type,
                              standalone=True)
     if args.json:

@@ -167,34 +167,14 @@ def test_engine_alone_gives_the_same_numbers(coco_data):
     ids=[pair[0] for pair in REAL_PAIRS if pair[3] == "bbox"],
 )
 def test_standalone_gives_the_same_numbers_and_arrays(shared_data, ground_truth, detections):
-    """evaluate_files(standalone=True), as coco-eval calls it (the column checks in a forked
-    child while the engine scores, the engine's handles left to the exit), changes nothing."""
+    """evaluate_files(standalone=True), as coco-eval calls it (the engine's handles left to
+    the process's exit), changes nothing."""
     ground_truth, detections = shared_data / ground_truth, shared_data / detections
     alone = evaluate_files(ground_truth, detections, "bbox", standalone=True)
     here = evaluate_files(ground_truth, detections, "bbox")
     assert alone.summary == here.summary
     for name in ("precision", "recall", "scores"):
         np.testing.assert_array_equal(getattr(alone, name), getattr(here, name))
-
-
-def test_checks_alongside_give_the_childs_verdict_and_fail_safe():
-    """The child sees the parent's memory as it was; anything but a True from the check (a
-    False, an exception, the child killed, a child that never answers) is a failed check."""
-    import os
-    import signal
-    import time
-
-    from edgeline.common.coco import _ChecksAlongside
-
-    column = np.arange(1_000_000)
-    assert _ChecksAlongside(lambda: int(column.sum()) == 499_999_500_000).passed() is True
-    assert _ChecksAlongside(lambda: False).passed() is False
-    assert _ChecksAlongside(lambda: 1 / 0).passed() is False
-    assert _ChecksAlongside(lambda: os.kill(os.getpid(), signal.SIGKILL)).passed() is False
-    hung = _ChecksAlongside(lambda: time.sleep(30) or True, timeout=0.5)
-    assert hung.passed() is False  # killed at the timeout, not its True 30 s later
-    with pytest.raises(ChildProcessError):  # and reaped: no zombie left behind
-        os.waitpid(hung._pid, os.WNOHANG)
 
 
 def test_more_than_100_detections_in_one_cell(reference_on_dicts):

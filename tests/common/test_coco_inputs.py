@@ -400,12 +400,11 @@ def test_scores_of_zero_are_valid_and_missing_or_null_ones_are_not(tmp_path, cap
         assert "detection #3 (image_id=2) has " in err and "score" in err
 
 
-def test_standalone_scores_the_engine_columns_only_when_the_child_vouches(
+def test_files_score_on_the_engine_columns_only_when_their_checks_pass(
         tmp_path, small_set, monkeypatch):
-    """coco-eval's way (standalone: the checks in a forked child while the engine scores): a
-    file with true zero scores keeps the engine's score, without the exact path; a missing
-    score, an unknown category or a negative width fail the child's checks, and the exact
-    path names the detection."""
+    """As coco-eval calls it (standalone): a file with true zero scores is scored on the
+    engine's columns, without the exact path; a missing score, an unknown category or a
+    negative width fail the column checks, and the exact path names the detection."""
     import edgeline.common.coco as coco
 
     ground_truth, detections = small_set
