@@ -21,9 +21,9 @@ shared with other work), wall seconds and peak resident memory (VmHWM), interpre
 imports and exit included (edgeline's sources byte-compiled first, as an installed copy's
 are). In process: the same work timed inside each process once its imports are done, from
 reading the files to the 12 numbers (wall seconds). A figure counts as met only when the 12
-numbers equal pycocotools' exactly. The speed targets:
-against pycocotools in CPU (it runs on one core, so CPU and wall agree); against the engine's
-own script in both CPU and wall (the engine scores on every core, so they differ).
+numbers equal pycocotools' exactly. The speed targets: against pycocotools in CPU (it runs on
+one core, so CPU and wall agree); against the engine's own script in both CPU and wall (the
+engine scores on every core, so they differ).
 """
 
 from __future__ import annotations

@@ -280,21 +280,13 @@ def _results_api(ground_truth_api, truth: GroundTruth, records: list[dict]):
 
 def _read_results_file(ground_truth_api, truth: GroundTruth, path: str | Path):
     """(results handle, count) of a ``bbox`` results file read by the engine's own column
-    reader, when every check passes on those columns; None sends the file to the exact path."""
-    results = _engine_results(ground_truth_api, truth, path)
-    if results is None or not _engine_columns_vouched_for(results, truth, path):
-        return None
-    return results, results._compact.annotation_count
-
-
-def _engine_results(ground_truth_api, truth: GroundTruth, path: str | Path):
-    """The engine's results handle on a ``bbox`` results file read by its column reader, or
-    None: the reader refused the file, or read it as dicts (ours checks more).
+    reader, when every check passes on those columns; None sends the file to the exact path.
 
     The reader takes only a JSON list of objects with integer ids, a 4-number box and finite
     numbers (and no key twice), and ``loadRes`` asserts every image id is the ground truth's:
     anything else raises here, and the exact path gives the error its one line (or resolves a
-    ``file_name``).
+    ``file_name``). The reader reads a missing or null score as 0, so a file with a 0 score
+    whose detections cannot each be shown to carry a number there goes to the exact path too.
     """
     if truth.iou_type != "bbox":
         return None  # masks are checked one by one on the exact path
@@ -302,19 +294,17 @@ def _engine_results(ground_truth_api, truth: GroundTruth, path: str | Path):
         results = ground_truth_api.loadRes(str(path))
     except Exception:  # noqa: BLE001  (any refusal: the exact path says what is wrong)
         return None
-    return results if getattr(results, "_compact", None) is not None else None
-
-
-def _engine_columns_vouched_for(results, truth: GroundTruth, path: str | Path) -> bool:
-    """Whether the engine's detection columns pass edgeline's checks: no negative width or
-    height, no category the ground truth lacks, and a number written as every score the
-    reader read as 0 (it reads a missing or null score as 0 too)."""
-    rows = results._compact.array_rows()  # (N, 7): image_id, x, y, w, h, score, category_id
+    compact = getattr(results, "_compact", None)
+    if compact is None:  # the engine fell back to its dict reader: ours checks more
+        return None
+    rows = compact.array_rows()  # (N, 7): image_id, x, y, w, h, score, category_id
     count = len(rows)
     known = np.fromiter(truth.category_names, np.int64, len(truth.category_names))
     zeros = _zero_score_rows(rows, known)
     del rows  # 28 MB for half a million detections, not needed past here
-    return zeros is not None and (not zeros.size or _zero_scores_written(path, zeros, count))
+    if zeros is None or (zeros.size and not _zero_scores_written(path, zeros, count)):
+        return None
+    return results, count
 
 
 def _zero_score_rows(rows: np.ndarray, known_categories: np.ndarray) -> np.ndarray | None:

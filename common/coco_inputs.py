@@ -33,7 +33,6 @@ Nothing here modifies the caller's dicts: the engine gets fresh records.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import json
 import math
@@ -507,15 +506,7 @@ def mask_areas(records: list[dict], image_sizes, what: str) -> np.ndarray:
     return np.asarray(mask_api.area(rles), dtype=np.float64).reshape(-1)
 
 
-def _check_segmentation(segmentation, image_id, image_sizes, what) -> None:
-    """``what`` names the record in an error: a string, or a function that makes one (for
-    detections, whose 50,000 descriptions cost more than the checks when nobody reads them)."""
-    if callable(what):
-        try:
-            return _check_segmentation(segmentation, image_id, image_sizes, "")
-        except UserError:
-            pass
-        what = what()
+def _check_segmentation(segmentation, image_id, image_sizes, what: str) -> None:
     if isinstance(segmentation, dict):
         if "counts" not in segmentation or "size" not in segmentation:
             raise UserError(
@@ -747,8 +738,11 @@ def _add_masks(records: list[dict], detections: list, image_sizes, has_box: list
                 )
             x, y, width, height = record["bbox"]
             segmentation = [[x, y, x, y + height, x + width, y + height, x + width, y]]
-        _check_segmentation(segmentation, record["image_id"], image_sizes,
-                            functools.partial(_describe, detection, position))
+        try:
+            _check_segmentation(segmentation, record["image_id"], image_sizes, "")
+        except UserError:  # again, to name the detection (50,000 names cost more than checks)
+            _check_segmentation(segmentation, record["image_id"], image_sizes,
+                                _describe(detection, position))
         record["segmentation"] = segmentation
         if not boxed:
             mask_only.append(record)
