@@ -16,6 +16,7 @@ import pytest
 from edgeline.cli import main
 from edgeline.common.coco import (
     SUMMARY_NAMES,
+    _nth_braces,
     evaluate_detections,
     evaluate_files,
 )
@@ -224,3 +225,23 @@ def test_per_category_ap_and_curves(coco_data):
     assert np.all(np.isnan(metrics.precision_recall_curve(category_id=without_ground_truth[0])[1]))
     with pytest.raises(ValueError, match="iou_threshold=0.52"):
         metrics.precision_recall_curve(iou_threshold=0.52)
+
+
+@pytest.mark.parametrize("chunk", [1024, 3072, 1 << 20])
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.3, 1.0])
+def test_nth_braces_gives_the_offsets_a_full_listing_gives(chunk, density):
+    """Counting braces per block and searching only the blocks that hold a wanted one gives
+    the offsets np.flatnonzero lists, across chunk and block boundaries, with a short last
+    chunk, and in text of braces only (a full block: the lane sums at their largest)."""
+    rng = np.random.default_rng(int(density * 100) + chunk)
+    size = 10 * chunk + 517
+    text = np.where(rng.random(size) < density, ord("{"), ord("a")).astype(np.uint8)
+    listed = np.flatnonzero(text == ord("{"))
+    wanted = np.unique(np.concatenate([
+        rng.integers(0, max(listed.size, 1), 300), [0, max(listed.size - 1, 0)]]))
+    wanted = wanted[wanted < listed.size]
+
+    offsets, total = _nth_braces(text.tobytes(), wanted, chunk=chunk)
+
+    assert total == listed.size
+    np.testing.assert_array_equal(offsets, listed[wanted])
