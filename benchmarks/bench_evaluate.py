@@ -241,12 +241,19 @@ def _median_runs(ground_truth: Path, detections: Path, iou_type: str) -> dict[st
             if contender == "pycocotools" and round_index:
                 continue
             runs[contender].append(_measure(contender, ground_truth, detections, iou_type))
-    return {
+    medians = {
         contender: {key: (statistics.median(run[key] for run in measured)
                           if key != "stats" else measured[0]["stats"])
                     for key in measured[0]}
         for contender, measured in runs.items()
     }
+    # Each round's whole-process wall time minus the same round's engine script's: how far
+    # the host's noise reaches next to the gated ratio of medians (quartiles of the rounds).
+    for contender in WALL_TARGETS:
+        differences = [ours["wall"] - theirs["wall"]
+                       for ours, theirs in zip(runs["edgeline"], runs[contender])]
+        medians["edgeline"][f"paired_wall_{contender}"] = statistics.quantiles(differences)
+    return medians
 
 
 def _rows(iou_type: str, size: str, results: dict[str, dict]) -> list[dict]:
@@ -275,6 +282,15 @@ def _rows(iou_type: str, size: str, results: dict[str, dict]) -> list[dict]:
                 "target": f">= {target:g}x, identical" if gated else "",
                 "met": (ratio >= target and identical) if gated else None,
                 "note": size if key == "cpu" else ""})
+    if iou_type == "bbox":
+        for contender in WALL_TARGETS:
+            low, middle, high = ours[f"paired_wall_{contender}"]
+            rows.append({
+                "figure": f"{iou_type}: edgeline minus {contender}'s script, wall ms, per round",
+                "value": middle * 1000, "baseline": contender, "baseline_value": None,
+                "ratio": None, "target": "", "met": None,
+                "note": f"median of {ROUNDS} rounds; quartiles {low * 1000:+.0f} to "
+                        f"{high * 1000:+.0f} ms"})
     for contender in CONTENDERS:
         peak = results[contender]["peak_mb"]
         is_ours = contender == "edgeline"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import bench_ingest, bench_rl, run
+from benchmarks import bench_evaluate, bench_ingest, bench_rl, run
 
 
 def test_the_rl_benchmark_loads_the_shipped_cartpole_config_with_its_evaluate_step():
@@ -55,6 +55,23 @@ def test_a_fresh_clone_rerunning_one_part_keeps_the_others_rows(tmp_path):
     again = tmp_path / "again.md"
     run.write_results(previous["ingest"] + previous["rl"], again, 60.0, measured)
     assert again.read_text() == path.read_text()
+
+
+def test_evaluate_reports_the_per_round_wall_difference_beside_the_gated_ratio():
+    # the gated figure is a ratio of medians; the per-round differences show how far the
+    # host's noise reaches (it moved one 9-round run's ratio by a few percent)
+    results = {contender: {"wall": 0.6, "cpu": 1.0, "in_process": 0.4, "peak_mb": 160.0,
+                           "stats": [0.2] * 12} for contender in bench_evaluate.CONTENDERS}
+    results["edgeline"]["paired_wall_ultrafast-pycocotools"] = [-0.023, 0.019, 0.061]
+    rows = bench_evaluate._rows("bbox", "5000 images", results)
+    paired = [row for row in rows if row["figure"].endswith("per round")]
+    assert len(paired) == 1
+    assert paired[0]["value"] == pytest.approx(19.0)
+    assert paired[0]["met"] is None
+    assert paired[0]["note"] == (f"median of {bench_evaluate.ROUNDS} rounds; quartiles -23 to "
+                                 "+61 ms")
+    assert not [row for row in bench_evaluate._rows("segm", "500 images", results)
+                if row["figure"].endswith("per round")]
 
 
 @pytest.mark.parametrize("part", run.PARTS)
